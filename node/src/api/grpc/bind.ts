@@ -1,0 +1,113 @@
+// Serves registry services (registry.ts) on a @grpc/grpc-js server: the one
+// place where handler results and errors become gRPC messages and statuses.
+
+import { fromBinary, toBinary, type DescMessage } from "@bufbuild/protobuf";
+import * as grpc from "@grpc/grpc-js";
+import type { Logger } from "pino";
+import { Code, EtcdError, toStatus } from "../../errors.js";
+import type { AnyServiceImpl, BidiHandler, CallContext, ServerStreamHandler, UnaryHandler } from "../registry.js";
+
+function serializer(schema: DescMessage) {
+  return (msg: unknown) => Buffer.from(toBinary(schema, msg as never));
+}
+
+function deserializer(schema: DescMessage) {
+  return (buf: Buffer) => fromBinary(schema, buf);
+}
+
+type AnyCall = { metadata: grpc.Metadata; on(event: string, fn: () => void): unknown };
+
+function contextOf(call: AnyCall): CallContext {
+  const metadata = new Map<string, string>();
+  for (const [k, v] of Object.entries(call.metadata.getMap())) metadata.set(k.toLowerCase(), typeof v === "string" ? v : v.toString());
+  const ac = new AbortController();
+  call.on("cancelled", () => ac.abort());
+  call.on("close", () => ac.abort());
+  return { metadata, signal: ac.signal };
+}
+
+function grpcError(err: unknown, log: Logger): Partial<grpc.StatusObject> {
+  const s = toStatus(err);
+  if (!(err instanceof EtcdError)) log.error({ err }, "unexpected error in a handler");
+  return { code: s.code as grpc.status, details: s.message };
+}
+
+/** Adds every service and method to the server; unimplemented methods answer Unimplemented. */
+export function bindServices(server: grpc.Server, services: AnyServiceImpl[], log: Logger): void {
+  for (const impl of services) {
+    const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+    const implementation: grpc.UntypedServiceImplementation = {};
+    for (const m of impl.service.methods) {
+      const path = `/${impl.service.typeName}/${m.name}`;
+      definition[m.localName] = {
+        path,
+        requestStream: m.methodKind === "client_streaming" || m.methodKind === "bidi_streaming",
+        responseStream: m.methodKind === "server_streaming" || m.methodKind === "bidi_streaming",
+        requestSerialize: serializer(m.input),
+        requestDeserialize: deserializer(m.input),
+        responseSerialize: serializer(m.output),
+        responseDeserialize: deserializer(m.output),
+      };
+      const h = impl.handlers[m.localName];
+      if (h === undefined) {
+        implementation[m.localName] = ((call: unknown, cb?: grpc.sendUnaryData<unknown>) => {
+          const st = { code: grpc.status.UNIMPLEMENTED, details: `unknown method ${m.name} for service ${impl.service.typeName}` };
+          if (cb) cb(st);
+          else (call as grpc.ServerWritableStream<unknown, unknown>).destroy(Object.assign(new Error(st.details), st));
+        }) as grpc.UntypedHandleCall;
+        continue;
+      }
+      switch (m.methodKind) {
+        case "unary":
+          implementation[m.localName] = ((call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+            (h as UnaryHandler<unknown, unknown>)(call.request, contextOf(call)).then(
+              (resp) => cb(null, resp),
+              (err: unknown) => cb(grpcError(err, log)),
+            );
+          }) as grpc.UntypedHandleCall;
+          break;
+        case "server_streaming":
+          implementation[m.localName] = ((call: grpc.ServerWritableStream<unknown, unknown>) => {
+            const stream = { send: (msg: unknown) => writeAwait(call, msg) };
+            (h as ServerStreamHandler<unknown, unknown>)(call.request, stream, contextOf(call)).then(
+              () => call.end(),
+              (err: unknown) => endWithError(call, err, log),
+            );
+          }) as grpc.UntypedHandleCall;
+          break;
+        case "bidi_streaming":
+          implementation[m.localName] = ((call: grpc.ServerDuplexStream<unknown, unknown>) => {
+            const stream = { send: (msg: unknown) => writeAwait(call, msg), requests: call as AsyncIterable<unknown> };
+            (h as BidiHandler<unknown, unknown>)(stream, contextOf(call)).then(
+              () => call.end(),
+              (err: unknown) => endWithError(call, err, log),
+            );
+          }) as grpc.UntypedHandleCall;
+          break;
+        default:
+          throw new Error(`bind: unsupported method kind ${m.methodKind}`);
+      }
+    }
+    server.addService(definition as grpc.ServiceDefinition, implementation);
+  }
+}
+
+/** Writes one message; resolves when the stream can take more (backpressure). */
+function writeAwait(call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>, msg: unknown): Promise<void> {
+  if (call.destroyed || call.writableEnded) return Promise.reject(new EtcdError(Code.Canceled, "stream closed"));
+  if (call.write(msg)) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const onDrain = () => { cleanup(); resolve(); };
+    const onClose = () => { cleanup(); reject(new EtcdError(Code.Canceled, "stream closed")); };
+    const cleanup = () => { call.off("drain", onDrain); call.off("close", onClose); call.off("error", onClose); };
+    call.on("drain", onDrain);
+    call.on("close", onClose);
+    call.on("error", onClose);
+  });
+}
+
+function endWithError(call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>, err: unknown, log: Logger): void {
+  if (call.destroyed) return;
+  const st = grpcError(err, log);
+  call.destroy(Object.assign(new Error(st.details), st));
+}

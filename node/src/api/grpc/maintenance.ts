@@ -1,0 +1,74 @@
+// etcdserverpb.Maintenance: status, alarms, hashes, defragmentation and snapshots.
+import { create } from "@bufbuild/protobuf";
+import { createHash } from "node:crypto";
+import {
+  AlarmType,
+  DefragmentResponseSchema,
+  HashKVResponseSchema,
+  HashResponseSchema,
+  Maintenance,
+  MoveLeaderResponseSchema,
+  SnapshotResponseSchema,
+  StatusResponseSchema,
+  type AlarmResponse,
+} from "../../../gen/etcdserverpb/rpc_pb.js";
+import { Errors } from "../../errors.js";
+import type { EtcdServer } from "../../server/server.js";
+import { SERVER_VERSION, STORAGE_VERSION } from "../../version.js";
+import { defineService } from "../registry.js";
+import { snapshotChunks } from "../../server/snapshot.js";
+
+export function maintenanceService(s: EtcdServer) {
+  return defineService(Maintenance, {
+    async alarm(req) {
+      return s.propose<AlarmResponse>({ request: { case: "alarm", value: req } });
+    },
+    async status() {
+      const { dbSize, dbSizeInUse } = s.sizes();
+      return create(StatusResponseSchema, {
+        header: s.header(s.store.durableRev),
+        version: SERVER_VERSION,
+        dbSize,
+        dbSizeInUse,
+        leader: s.memberId,
+        raftIndex: s.appliedIndex,
+        raftTerm: s.term,
+        raftAppliedIndex: s.appliedIndex,
+        errors: s.alarms.get().map((a) => `memberID:${a.memberID} alarm:${AlarmType[a.alarm]} `),
+        isLearner: false,
+        storageVersion: STORAGE_VERSION,
+        dbSizeQuota: s.quota < 0n ? 0n : s.quota,
+      });
+    },
+    async defragment() {
+      await s.defragment();
+      return create(DefragmentResponseSchema, { header: s.header(s.store.durableRev) });
+    },
+    async hash() {
+      return create(HashResponseSchema, { header: s.header(s.store.durableRev), hash: await s.hash() });
+    },
+    async hashKV(req) {
+      const h = await s.hashKV(req.revision);
+      return create(HashKVResponseSchema, { header: s.header(s.store.durableRev), ...h });
+    },
+    async snapshot(_req, stream) {
+      const header = s.header(s.store.durableRev);
+      const sha = createHash("sha256");
+      const { total, chunks } = await snapshotChunks(s);
+      let remaining = total;
+      let first = true;
+      for await (const blob of chunks) {
+        sha.update(blob);
+        remaining -= BigInt(blob.length);
+        await stream.send(create(SnapshotResponseSchema, { header: first ? header : undefined, remainingBytes: remaining + 32n, blob, version: SERVER_VERSION }));
+        first = false;
+      }
+      // etcd ends the stream with the sha256 of what was sent, for integrity checks on restore.
+      await stream.send(create(SnapshotResponseSchema, { header: first ? header : undefined, remainingBytes: 0n, blob: sha.digest(), version: SERVER_VERSION }));
+    },
+    async moveLeader(req) {
+      if (req.targetID !== s.memberId) throw Errors.BadLeaderTransferee;
+      return create(MoveLeaderResponseSchema, { header: s.header(s.store.durableRev) });
+    },
+  });
+}
