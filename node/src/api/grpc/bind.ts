@@ -11,8 +11,38 @@ function serializer(schema: DescMessage) {
   return (msg: unknown) => Buffer.from(toBinary(schema, msg as never));
 }
 
+/**
+ * A request that failed to decode. grpc-js would answer a throwing
+ * deserializer with its own text; etcd (grpc-go) answers Internal with
+ * "grpc: error unmarshalling request: <reason>", so the handler wrapper
+ * answers that instead.
+ */
+class Undecodable {
+  constructor(readonly reason: string) {}
+}
+
 function deserializer(schema: DescMessage) {
-  return (buf: Buffer) => fromBinary(schema, buf);
+  return (buf: Buffer) => {
+    try {
+      return fromBinary(schema, buf);
+    } catch (err) {
+      return new Undecodable(err instanceof Error ? err.message : String(err));
+    }
+  };
+}
+
+function undecodable(req: unknown): Partial<grpc.StatusObject> | undefined {
+  if (!(req instanceof Undecodable)) return undefined;
+  return { code: grpc.status.INTERNAL, details: `grpc: error unmarshalling request: ${req.reason}` };
+}
+
+/** Client messages of a stream; an undecodable one ends the stream with etcd's error. */
+async function* decoded(call: AsyncIterable<unknown>): AsyncGenerator<unknown> {
+  for await (const m of call) {
+    const bad = undecodable(m);
+    if (bad !== undefined) throw Object.assign(new Error(bad.details), bad);
+    yield m;
+  }
 }
 
 type AnyCall = { metadata: grpc.Metadata; on(event: string, fn: () => void): unknown };
@@ -60,6 +90,11 @@ export function bindServices(server: grpc.Server, services: AnyServiceImpl[], lo
       switch (m.methodKind) {
         case "unary":
           implementation[m.localName] = ((call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+            const bad = undecodable(call.request);
+            if (bad !== undefined) {
+              cb(bad);
+              return;
+            }
             (h as UnaryHandler<unknown, unknown>)(call.request, contextOf(call)).then(
               (resp) => cb(null, resp),
               (err: unknown) => cb(grpcError(err, log)),
@@ -68,6 +103,11 @@ export function bindServices(server: grpc.Server, services: AnyServiceImpl[], lo
           break;
         case "server_streaming":
           implementation[m.localName] = ((call: grpc.ServerWritableStream<unknown, unknown>) => {
+            const bad = undecodable(call.request);
+            if (bad !== undefined) {
+              call.destroy(Object.assign(new Error(bad.details), bad));
+              return;
+            }
             const stream = { send: (msg: unknown) => writeAwait(call, msg) };
             (h as ServerStreamHandler<unknown, unknown>)(call.request, stream, contextOf(call)).then(
               () => call.end(),
@@ -77,7 +117,7 @@ export function bindServices(server: grpc.Server, services: AnyServiceImpl[], lo
           break;
         case "bidi_streaming":
           implementation[m.localName] = ((call: grpc.ServerDuplexStream<unknown, unknown>) => {
-            const stream = { send: (msg: unknown) => writeAwait(call, msg), requests: call as AsyncIterable<unknown> };
+            const stream = { send: (msg: unknown) => writeAwait(call, msg), requests: decoded(call) };
             (h as BidiHandler<unknown, unknown>)(stream, contextOf(call)).then(
               () => call.end(),
               (err: unknown) => endWithError(call, err, log),
