@@ -117,14 +117,13 @@ export const Errors = {
   DuplicateWatchID: e(Code.InvalidArgument, "mvcc: duplicate watch ID provided on the WatchStream"),
 } as const;
 
-/** Wire form of any error: gRPC code and message. Unknown errors become Unknown/Internal. */
+/** Wire form of any error: gRPC code and message. Unknown errors become Unknown. */
 export function toStatus(err: unknown): { code: CodeValue; message: string } {
   if (err instanceof EtcdError) return { code: err.code, message: err.message };
-  if (err instanceof Error && typeof (err as { code?: unknown }).code === "number" &&
-      (err as { code: number }).code >= 0 && (err as { code: number }).code <= 16 &&
-      (err as { details?: unknown }).details !== undefined) {
-    // A grpc-js ServiceError passed through (e.g. from an internal client call).
-    return { code: (err as { code: number }).code as CodeValue, message: (err as { details: string }).details };
+  const e = err as { code?: unknown; details?: unknown } | null;
+  if (err instanceof Error && typeof e?.code === "number" && e.code >= 0 && e.code <= 16 && typeof e.details === "string") {
+    // A gRPC status passed through (e.g. a grpc-js ServiceError, or one built by the binding).
+    return { code: e.code as CodeValue, message: e.details };
   }
   return { code: Code.Unknown, message: err instanceof Error ? err.message : String(err) };
 }

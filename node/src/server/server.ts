@@ -118,8 +118,10 @@ export class EtcdServer {
       let clusterId = await readUint(backend, "cluster_id");
       const init: BatchOp[] = [];
       if (memberId === undefined || clusterId === undefined) {
-        memberId = idFrom([...opts.initialAdvertisePeerUrls].sort().join("") + opts.initialClusterToken);
-        clusterId = idFrom(memberId.toString(16) + opts.initialClusterToken);
+        // etcd's derivations: member = sha1(sorted peer URLs + token); cluster =
+        // sha1(sorted member IDs as 8-byte big-endian). Same inputs, same IDs as etcd.
+        memberId = idFrom(Buffer.from([...opts.initialAdvertisePeerUrls].sort().join("") + opts.initialClusterToken));
+        clusterId = idFrom(uint64(memberId));
         init.push({ type: "put", key: metaKey("member_id"), value: uint64(memberId) });
         init.push({ type: "put", key: metaKey("cluster_id"), value: uint64(clusterId) });
       }
@@ -398,7 +400,7 @@ async function readUint(b: Backend, name: string): Promise<bigint | undefined> {
   return v === undefined ? undefined : v.readBigUInt64BE();
 }
 
-function idFrom(s: string): bigint {
+function idFrom(s: Buffer): bigint {
   const id = createHash("sha1").update(s).digest().readBigUInt64BE(0);
   return id === 0n ? 1n : id;
 }
