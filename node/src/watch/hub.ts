@@ -129,7 +129,9 @@ export class WatchStream {
   }
 
   close(): void {
+    if (this.closed) return;
     this.closed = true;
+    this.hub.forget(this);
     for (const w of this.watchers.values()) this.hub.remove(w);
     this.watchers.clear();
     this.queue.length = 0;
@@ -150,6 +152,7 @@ export class WatchHub {
   private syncing = false;
   private syncAgain = false;
   private progressTimer: NodeJS.Timeout | undefined;
+  private readonly streams = new Set<WatchStream>();
 
   constructor(
     readonly store: MvccStore,
@@ -167,12 +170,21 @@ export class WatchHub {
     return this.headers.header(rev);
   }
 
+  /** Stops timers and closes every stream (their consumers see the end). */
   stop(): void {
     if (this.progressTimer !== undefined) clearInterval(this.progressTimer);
+    for (const st of [...this.streams]) st.close();
   }
 
   openStream(): WatchStream {
-    return new WatchStream(this);
+    const st = new WatchStream(this);
+    this.streams.add(st);
+    return st;
+  }
+
+  /** @internal called by WatchStream.close */
+  forget(st: WatchStream): void {
+    this.streams.delete(st);
   }
 
   get watcherCount(): number {
