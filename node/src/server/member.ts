@@ -8,9 +8,12 @@ import { createServer, type Server as HttpServer } from "node:http";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { bindServices } from "../api/grpc/bind.js";
+import { createHttpHandler, type HealthSource } from "../api/http/index.js";
+import { serveClientPort } from "../api/listener.js";
 import { checkInitialClusterForBootstrap, type Config } from "../config/config.js";
-import { CLUSTER_VERSION, SERVER_VERSION } from "../version.js";
-import { EtcdServer } from "./server.js";
+import { AlarmType } from "../../gen/etcdserverpb/rpc_pb.js";
+import { CLUSTER_VERSION, SERVER_VERSION, STORAGE_VERSION } from "../version.js";
+import { EtcdServer, healthRange } from "./server.js";
 import { allServices } from "./services.js";
 
 export interface Member {
@@ -58,20 +61,27 @@ export async function startMember(cfg: Config, logger: Logger): Promise<Member> 
     "grpc.http2.min_ping_interval_without_data_ms": cfg.grpcKeepaliveMinTime,
     "grpc.max_concurrent_streams": Math.min(cfg.maxConcurrentStreams, 2 ** 31 - 1),
   });
-  bindServices(grpcServer, allServices(server), logger.child({ component: "grpc" }));
+  const services = allServices(server);
+  bindServices(grpcServer, services, logger.child({ component: "grpc" }));
+  const httpLog = logger.child({ component: "http" });
+  const http = createHttpHandler({
+    services,
+    health: healthSource(server),
+    versions: () => ({ etcdserver: SERVER_VERSION, etcdcluster: CLUSTER_VERSION, storage: STORAGE_VERSION }),
+    metrics: server.metrics.registry,
+    maxRequestBytes: cfg.maxRequestBytes + 512 * 1024,
+    onError: (err) => httpLog.error({ err }, "gateway error"),
+  });
   const closers: (() => Promise<void>)[] = [];
   const clientAddrs: string[] = [];
   try {
+    // One port, two protocols, as etcd: HTTP/2 to gRPC, HTTP/1.1 to the gateway and /health, /metrics.
     for (const u of cfg.listenClientUrls) {
       const { host, port } = hostPort(u);
-      const bound = await new Promise<number>((resolve, reject) =>
-        grpcServer.bindAsync(`${host.includes(":") ? `[${host}]` : host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) =>
-          err ? reject(err) : resolve(p),
-        ),
-      );
-      clientAddrs.push(`${host}:${bound}`);
+      const cp = await serveClientPort({ host, port, grpcServer, http });
+      clientAddrs.push(`${host.includes(":") ? `[${host}]` : host}:${cp.port}`);
+      closers.push(() => cp.close(1000));
     }
-    closers.push(() => new Promise((r) => grpcServer.tryShutdown(() => r())));
     for (const u of cfg.listenPeerUrls) {
       const peer = peerHttp(server);
       const { host, port } = hostPort(u);
@@ -96,6 +106,17 @@ export async function startMember(cfg: Config, logger: Logger): Promise<Member> 
       grpcServer.forceShutdown();
       await server.stop();
     },
+  };
+}
+
+/** What /health, /livez and /readyz ask of the member. */
+function healthSource(s: EtcdServer): HealthSource {
+  return {
+    alarms: () => s.alarms.get().map((a) => AlarmType[a.alarm]),
+    hasLeader: () => true, // one member is always its own leader
+    serializableRead: async () => void (await s.range(healthRange())),
+    linearizableRead: async () => void (await s.range(healthRange())),
+    isLearner: () => false,
   };
 }
 
