@@ -1,0 +1,39 @@
+// Majority quorums. With single-step membership changes there is one voter set
+// at a time (no joint configurations), so both questions raft asks of a quorum
+// reduce to "what does the median voter say".
+
+export type VoteResult = "pending" | "won" | "lost";
+
+/**
+ * The largest index that a majority of `voters` has acknowledged, given each
+ * voter's acknowledged index (missing = 0). For an empty voter set this is 0:
+ * nothing can be committed without voters.
+ */
+export function majorityCommitted(voters: readonly bigint[], acked: (id: bigint) => bigint | undefined): bigint {
+  const n = voters.length;
+  if (n === 0) return 0n;
+  const idxs = voters.map((id) => acked(id) ?? 0n);
+  idxs.sort((a, b) => (a < b ? 1 : a > b ? -1 : 0)); // descending
+  // With n voters a quorum is q = floor(n/2)+1; the q-th largest index is on a quorum.
+  const q = Math.floor(n / 2) + 1;
+  return idxs[q - 1]!;
+}
+
+/**
+ * The outcome of an election given the votes received so far (true = granted).
+ * An empty voter set wins by convention (there is nobody to ask), as in etcd.
+ */
+export function majorityVoteResult(voters: readonly bigint[], votes: ReadonlyMap<bigint, boolean>): VoteResult {
+  if (voters.length === 0) return "won";
+  let granted = 0;
+  let missing = 0;
+  for (const id of voters) {
+    const v = votes.get(id);
+    if (v === undefined) missing++;
+    else if (v) granted++;
+  }
+  const q = Math.floor(voters.length / 2) + 1;
+  if (granted >= q) return "won";
+  if (granted + missing >= q) return "pending";
+  return "lost";
+}
