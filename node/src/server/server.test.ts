@@ -4,33 +4,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { create } from "@bufbuild/protobuf";
-import pino from "pino";
 import { AlarmRequest_AlarmAction, AlarmType, RangeRequestSchema, type AlarmResponse, type PutResponse } from "../../gen/etcdserverpb/rpc_pb.js";
 import { Errors } from "../errors.js";
 import { EtcdServer, type ServerOptions } from "./server.js";
+import { testServerOptions } from "./options.testlib.js";
 
 async function withServer(over: Partial<ServerOptions>, fn: (s: EtcdServer, dir: string) => Promise<void>) {
   const dir = await mkdtemp(join(tmpdir(), "etcdts-server-"));
-  const s = await EtcdServer.start({
-    name: "default",
-    dataDir: dir,
-    advertiseClientUrls: ["http://localhost:2379"],
-    initialAdvertisePeerUrls: ["http://localhost:2380"],
-    initialClusterToken: "etcd-cluster",
-    quotaBackendBytes: 0n,
-    maxRequestBytes: 1572864,
-    maxTxnOps: 128,
-    autoCompactionMode: "periodic",
-    autoCompactionRetention: 0n,
-    heartbeatIntervalMs: 100,
-    electionTimeoutMs: 1000,
-    watchProgressNotifyIntervalMs: 0,
-    logger: pino({ level: "silent" }),
-    onFatal: (err) => {
-      throw err;
-    },
-    ...over,
-  });
+  const s = await EtcdServer.start(testServerOptions(dir, { watchProgressNotifyIntervalMs: 0, ...over }));
   try {
     await fn(s, dir);
   } finally {
