@@ -50,7 +50,13 @@ export class Backend {
 
   static async open(dir: string): Promise<Backend> {
     const db = new ClassicLevel<Buffer, Buffer>(dir, { keyEncoding: "buffer", valueEncoding: "buffer" });
-    await db.open();
+    try {
+      await db.open();
+    } catch (err) {
+      const cause = String((err as { cause?: unknown }).cause ?? "");
+      if (cause.includes("lock")) throw new Error(`data directory ${dir} is in use by another process (${cause})`, { cause: err });
+      throw err;
+    }
     return new Backend(dir, db);
   }
 
@@ -110,10 +116,22 @@ export class Backend {
     return total;
   }
 
-  /** LevelDB's estimate of the bytes used by live data. */
+  /**
+   * Bytes of live data: LevelDB's table files plus its write-ahead log (data
+   * not yet compacted into tables). Obsolete files are deleted by LevelDB, so
+   * this excludes only its bookkeeping files (LOG, MANIFEST, LOCK, CURRENT).
+   */
   async sizeInUse(): Promise<bigint> {
-    const n = await this.db.approximateSize(Buffer.from([0x00]), Buffer.from([0xff]));
-    return BigInt(n);
+    let total = 0n;
+    for (const name of await readdir(this.dir)) {
+      if (!name.endsWith(".ldb") && !name.endsWith(".sst") && !name.endsWith(".log")) continue;
+      try {
+        total += BigInt((await stat(join(this.dir, name))).size);
+      } catch {
+        // removed by a concurrent LevelDB compaction
+      }
+    }
+    return total;
   }
 
   /** Rewrites the whole key space, dropping deleted data: etcd's "defragment". */

@@ -4,6 +4,7 @@ import { createHash } from "node:crypto";
 import {
   AlarmType,
   DefragmentResponseSchema,
+  DowngradeInfoSchema,
   HashKVResponseSchema,
   HashResponseSchema,
   Maintenance,
@@ -38,6 +39,7 @@ export function maintenanceService(s: EtcdServer) {
         isLearner: false,
         storageVersion: STORAGE_VERSION,
         dbSizeQuota: s.quota < 0n ? 0n : s.quota,
+        downgradeInfo: create(DowngradeInfoSchema, {}), // no downgrade in progress (etcd 3.6 always sends it)
       });
     },
     async defragment() {
