@@ -78,6 +78,8 @@ function parseName(n: string): { term: bigint; index: bigint } | undefined {
 export class Snapshotter {
   private readonly fs: Fs;
   private readonly log: WalLogger | undefined;
+  /** Whether this instance has made the directory's own name durable. */
+  private dirReady = false;
 
   constructor(
     private readonly dir: string,
@@ -93,7 +95,12 @@ export class Snapshotter {
     const name = snapName(s.metadata.term, s.metadata.index);
     const path = posix.join(this.dir, name);
     const tmp = `${path}.tmp`;
-    await this.fs.mkdirp(this.dir);
+    if (!this.dirReady) {
+      // The directory may be new: its name lives in the parent, which must be synced too.
+      await this.fs.mkdirp(this.dir);
+      await this.fs.syncDir(posix.dirname(this.dir));
+      this.dirReady = true;
+    }
     const f = await this.fs.create(tmp);
     try {
       await f.append(encodeSnapFile(s));

@@ -209,7 +209,8 @@ export class Wal {
   /**
    * Creates a WAL in `dir` (which must be absent or empty) holding only its header.
    * Atomic: the segment is written in `<dir>.tmp`, synced, and the directory renamed
-   * into place, then the parent synced. The parent directory itself is assumed durable.
+   * into place, then the parent synced (and the grandparent, in case mkdirp just made
+   * the parent).
    */
   static async create(dir: string, meta: WalMetadata, opts: WalOptions = {}): Promise<Wal> {
     const fs = opts.fs ?? nodeFs;
@@ -217,6 +218,7 @@ export class Wal {
     const base = posix.basename(dir);
     if (await Wal.exists(dir, fs)) throw new WalExistsError(dir);
     await fs.mkdirp(parent);
+    if (parent !== posix.dirname(parent)) await fs.syncDir(posix.dirname(parent));
     const dirExists = (await fs.readdir(parent)).includes(base);
     if (dirExists && (await fs.readdir(dir)).length > 0) throw new WalError(`wal: ${dir} is not empty and holds no WAL; refusing to create one there`);
     const tmp = `${dir}.tmp`;
