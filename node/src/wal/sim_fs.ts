@@ -264,6 +264,12 @@ export class SimFs implements Fs {
     return new SimFs(rebuild(this.root, rand, new Map(), new Map()));
   }
 
+  /** What a crash now would leave, without crashing: this instance stays usable. */
+  crashImage(rand: Rand): SimFs {
+    this.checkAlive();
+    return new SimFs(rebuild(this.root, rand, new Map(), new Map()));
+  }
+
   /** The durable state without randomness: what a crash right after syncing everything would keep. */
   durableBytes(path: string): Uint8Array | undefined {
     const n = this.lookup(path);
