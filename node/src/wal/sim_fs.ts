@@ -14,7 +14,7 @@
 // Faults: failNext(op) makes the next call of that kind fail with an EIO-like
 // error (nothing of a failed append reaches the file). `counts` tallies calls, so
 // tests can check how many fsyncs a workload cost. `onSync` lets a test hold an
-// fsync open to let concurrent callers queue behind it.
+// fsync open (so concurrent callers queue behind it) or crash right at it.
 
 import { posix } from "node:path";
 import type { Rand } from "../raft/rand.js";
@@ -229,7 +229,7 @@ export class SimFs implements Fs {
   private faults = new Map<SimOp, number>();
   /** Calls made, by kind (append, sync, syncDir, ...). */
   readonly counts: Record<SimOp, number> = { append: 0, sync: 0, syncDir: 0, rename: 0, unlink: 0, truncate: 0, create: 0, rmdir: 0 };
-  /** Awaited inside every FsFile.sync() before it takes effect. */
+  /** Awaited inside every FsFile.sync() and syncDir() before it takes effect (with the path). */
   onSync: ((path: string) => Promise<void>) | undefined;
 
   constructor(root?: SimDir) {
@@ -410,6 +410,10 @@ export class SimFs implements Fs {
     const d = this.lookup(dir);
     if (!(d instanceof SimDir)) throw fsError("ENOENT", `no directory ${dir}`);
     this.count("syncDir", dir);
+    if (this.onSync !== undefined) {
+      await this.onSync(dir);
+      this.checkAlive();
+    }
     d.sync();
   }
 

@@ -7,6 +7,7 @@ import { posix } from "node:path";
 import { test } from "node:test";
 import { SeededRand } from "../raft/rand.js";
 import type { Entry, HardState } from "../raft/types.js";
+import { WalFailedError } from "./errors.js";
 import { SimFs } from "./sim_fs.js";
 import { Wal } from "./wal.js";
 import { copyFs, ent, hs, META, Model, segmentNames, simWithDir, snapMeta, stateKey } from "./wal.testlib.js";
@@ -148,6 +149,7 @@ async function runSeed(seed: number): Promise<{ rounds: number; maxSegments: num
       if (rand.chance(pCrashAtSync)) crashNow();
     };
     const pending: Promise<unknown>[] = [];
+    const misuse: string[] = [];
     const bursts = rand.range(1, 6);
     for (let b = 0; b < bursts && crashed === undefined; b++) {
       const n = rand.range(1, 6);
@@ -160,7 +162,10 @@ async function runSeed(seed: number): Promise<{ rounds: number; maxSegments: num
             () => {
               if (crashed === undefined) resolved = Math.max(resolved, idx);
             },
-            () => undefined,
+            (e: unknown) => {
+              // Only I/O failures (the crash) are expected; a refused call means the generator is wrong.
+              if (!(e instanceof WalFailedError)) misuse.push(`seed ${seed}: ${String(e)}`);
+            },
           ),
         );
       }
@@ -175,6 +180,7 @@ async function runSeed(seed: number): Promise<{ rounds: number; maxSegments: num
     if (crashed === undefined) await ticks(rand.intn(3));
     crashNow();
     await Promise.allSettled(pending);
+    assert.deepEqual(misuse, []);
     fs = crashed!;
     const r = await Wal.open(DIR, META, { fs, segmentBytes }).catch((e: unknown) => {
       throw new Error(`seed ${seed} round ${round}: reopen failed: ${String(e)}`, { cause: e });
