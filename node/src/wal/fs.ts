@@ -40,7 +40,7 @@ export interface Fs {
   openAppend(path: string): Promise<FsFile>;
   /** Creates an empty file for reading and appending, replacing any file of that name. */
   create(path: string): Promise<FsFile>;
-  /** The whole content of a file. */
+  /** The whole content of a file, in a fresh buffer the caller owns (replay keeps views into it). */
   readFile(path: string): Promise<Uint8Array>;
   /** The names in a directory, or [] if the directory does not exist. */
   readdir(dir: string): Promise<string[]>;
