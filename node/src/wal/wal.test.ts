@@ -190,6 +190,25 @@ test("segments roll over at segmentBytes; each header lets the log be replayed; 
   await r.wal.close();
 });
 
+test("a segmentBytes below the header size gives one batch per segment, never an empty segment", async () => {
+  const fs = await simWithDir();
+  const w = await Wal.create(DIR, META, { fs, segmentBytes: 1 });
+  const m = new Model();
+  await w.save(hs(1, 1, 0), ents(1, 2, 1));
+  m.save(hs(1, 1, 0), ents(1, 2, 1));
+  await w.saveSnapshot(snapMeta(1, 1));
+  m.saveSnapshot(snapMeta(1, 1));
+  for (let i = 3; i <= 6; i++) {
+    await w.save(hs(1, 1, i - 1), [ent(i, 1)]);
+    m.save(hs(1, 1, i - 1), [ent(i, 1)]);
+  }
+  await w.close();
+  assert.equal((await segmentNames(fs, DIR)).length, 6, "the first segment plus one per later call");
+  const r = await reopen(fs, { segmentBytes: 1 });
+  assert.equal(stateKey(r.state), m.key());
+  await r.wal.close();
+});
+
 test("a log starting after released segments that no marker covers is refused", async () => {
   const fs = await simWithDir();
   const w = await Wal.create(DIR, META, { fs, segmentBytes: 200 });

@@ -460,7 +460,8 @@ export class Wal {
       }
     }
     if (recs.length === 0) return; // a barrier: everything before it is already durable
-    if (this.offset >= this.segmentBytes || this.nextBatch >= MAX_BATCH) await this.roll();
+    // Roll only a segment holding more than its header, so a tiny segmentBytes cannot make empty segments.
+    if ((this.offset >= this.segmentBytes && this.nextBatch > 1) || this.nextBatch >= MAX_BATCH) await this.roll();
     const seg = this.segments[this.segments.length - 1]!;
     const buf = encodeBatch(seg.seq, this.offset, this.nextBatch, recs);
     this.written = { last, lastTerm, snap, hs };
