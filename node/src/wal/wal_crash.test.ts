@@ -1,5 +1,6 @@
 // The WAL under power cuts (SimFs): torn tails at every byte, and many seeded
-// runs of save / crash / reopen checking the durability invariant:
+// runs of save / crash / reopen (some with a failing write, fsync, rename or
+// unlink before the crash) checking the durability invariant:
 // every call that resolved survives, and the log is always the result of a prefix
 // of the calls made (nothing that was never written appears).
 import assert from "node:assert/strict";
@@ -148,6 +149,7 @@ async function runSeed(seed: number): Promise<{ rounds: number; maxSegments: num
     live.onSync = async () => {
       if (rand.chance(pCrashAtSync)) crashNow();
     };
+    if (rand.chance(0.15)) live.failNext(rand.pick(["append", "sync", "syncDir", "rename", "unlink", "create"] as const), rand.intn(4));
     const pending: Promise<unknown>[] = [];
     const misuse: string[] = [];
     const bursts = rand.range(1, 6);
@@ -200,7 +202,7 @@ async function runSeed(seed: number): Promise<{ rounds: number; maxSegments: num
   return { rounds, maxSegments, repaired };
 }
 
-test("random save / crash / reopen: every resolved call survives, nothing unwritten appears", async () => {
+test("random save / crash / reopen, with injected I/O failures: every resolved call survives, nothing unwritten appears", async () => {
   let multiSegment = 0;
   let repaired = 0;
   let rounds = 0;
