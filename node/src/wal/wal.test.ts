@@ -5,6 +5,7 @@ import { posix } from "node:path";
 import { test } from "node:test";
 import { SeededRand } from "../raft/rand.js";
 import { WalClosedError, WalCorruptError, WalExistsError, WalFailedError, WalMetadataMismatchError, WalNotFoundError } from "./errors.js";
+import { encodeBatch, entrySpec, hardStateSpec, metadataSpec, snapshotSpec, type RecordSpec } from "./record.js";
 import { SimFs } from "./sim_fs.js";
 import { Wal } from "./wal.js";
 import { copyFs, ent, ents, hs, META, Model, segmentNames, simWithDir, snapMeta, stateKey } from "./wal.testlib.js";
@@ -34,6 +35,8 @@ test("create refuses an existing WAL; open refuses a missing one and other membe
   const fs = await simWithDir();
   await (await Wal.create(DIR, META, { fs })).close();
   await assert.rejects(Wal.create(DIR, META, { fs }), WalExistsError);
+  await assert.rejects(Wal.create(`${DIR}/`, META, { fs }), WalExistsError);
+  await (await Wal.open(`${DIR}//`, META, { fs })).wal.close();
   await assert.rejects(Wal.open("/data/nowal", META, { fs }), WalNotFoundError);
   await assert.rejects(Wal.open(DIR, { memberId: 1n, clusterId: META.clusterId }, { fs }), (e) => {
     assert.ok(e instanceof WalMetadataMismatchError);
@@ -381,4 +384,34 @@ test("close waits for pending saves; calls after close are refused", async () =>
   await assert.rejects(w.saveSnapshot(snapMeta(1, 1)), WalClosedError);
   const { state } = await reopen(fs);
   assert.equal(state.entries.length, 3);
+});
+
+test("well-formed records that break the log rules are refused, not cut: a gap, a stale batch number, an old marker", async () => {
+  const fs = await simWithDir();
+  const w = await Wal.create(DIR, META, { fs });
+  await w.save(hs(2, 1, 1), ents(1, 3, 2));
+  await w.saveSnapshot(snapMeta(2, 2));
+  await w.close();
+  const name = (await segmentNames(fs, DIR))[0]!;
+  const seg = posix.join(DIR, name);
+  const good = await fs.readFile(seg);
+  // The file holds batches 0 (header), 1 (entries) and 2 (marker); the next is batch 3.
+  const cases: [string, number, RecordSpec[], RegExp][] = [
+    ["gap", 3, [entrySpec(ent(5, 2))], /gap/],
+    ["batch number", 7, [entrySpec(ent(4, 2))], /batch 7 where batch 3/],
+    ["old marker", 3, [snapshotSpec({ snapshot: snapMeta(1, 2), replacesLog: false })], /older/],
+    ["term going back", 3, [hardStateSpec(hs(1, 1, 1))], /term 1 is below/],
+    ["metadata outside a header", 3, [metadataSpec({ ...META, seq: 0n, tailIndex: 0n, tailTerm: 0n })], /unexpected record/],
+  ];
+  for (const [what, batch, recs, why] of cases) {
+    const extra = encodeBatch(0n, good.length, batch, recs);
+    const disk = await copyFs(fs, DIR, () => Buffer.concat([good, extra]));
+    await assert.rejects(Wal.open(DIR, META, { fs: disk }), (e) => {
+      assert.ok(e instanceof WalCorruptError, `${what}: ${String(e)}`);
+      assert.equal(e.file, seg, what);
+      assert.equal(e.offset, good.length, what);
+      assert.match(e.reason, why, what);
+      return true;
+    });
+  }
 });

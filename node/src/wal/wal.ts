@@ -138,6 +138,12 @@ function parseSegmentName(name: string): { seq: bigint; tail: bigint } | undefin
   return { seq: BigInt("0x" + m[1]!), tail: BigInt("0x" + m[2]!) };
 }
 
+/** `a/b/` and `a//b` name the same directory as `a/b`; the temp name `<dir>.tmp` needs the plain form. */
+function normDir(dir: string): string {
+  const d = posix.normalize(dir);
+  return d.length > 1 && d.endsWith("/") ? d.slice(0, -1) : d;
+}
+
 interface Segment {
   readonly seq: bigint;
   readonly tail: bigint;
@@ -212,8 +218,9 @@ export class Wal {
    * into place, then the parent synced (and the grandparent, in case mkdirp just made
    * the parent).
    */
-  static async create(dir: string, meta: WalMetadata, opts: WalOptions = {}): Promise<Wal> {
+  static async create(dirIn: string, meta: WalMetadata, opts: WalOptions = {}): Promise<Wal> {
     const fs = opts.fs ?? nodeFs;
+    const dir = normDir(dirIn);
     const parent = posix.dirname(dir);
     const base = posix.basename(dir);
     if (await Wal.exists(dir, fs)) throw new WalExistsError(dir);
@@ -252,8 +259,9 @@ export class Wal {
    * cluster ids (else WalMetadataMismatchError). Repairs a torn tail (see the top of
    * this file) and throws WalCorruptError for anything else invalid.
    */
-  static async open(dir: string, expect: WalMetadata | undefined, opts: WalOptions = {}): Promise<{ wal: Wal; meta: WalMetadata; state: WalState }> {
+  static async open(dirIn: string, expect: WalMetadata | undefined, opts: WalOptions = {}): Promise<{ wal: Wal; meta: WalMetadata; state: WalState }> {
     const fs = opts.fs ?? nodeFs;
+    const dir = normDir(dirIn);
     const log = opts.logger ?? noopLogger;
     const names = await fs.readdir(dir);
     const segments: Segment[] = [];
