@@ -3,7 +3,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { GrpcCallError, GrpcConn } from "../harness/grpc.js";
 import { KV } from "../../node/gen/etcdserverpb/rpc_pb.js";
-import { checkKvHistory } from "./kvcheck.js";
+import { checkKvHistory, type KvEvent } from "./kvcheck.js";
 import type { Cluster } from "./cluster.js";
 import type { Recorder } from "./recorder.js";
 
@@ -20,7 +20,30 @@ export function checkHistory(rec: Recorder): string {
   if (!r1.ok) throw new Error(`linearizability violated during the faults (stale or impossible read, or a write applied twice) on ${r1.key}: ${r1.reason}`);
   const r2 = checkKvHistory(rec.history);
   if (!r2.ok) throw new Error(`acknowledged write lost: the final linearizable reads contradict the history of ${r2.key}: ${r2.reason}`);
-  return `linearizable: ${r2.searched} operations searched (${r2.explored} states)`;
+  return `linearizable: ${r2.searched} operations searched (${r2.explored} states); ${checkSensitivity(rec.history)}`;
+}
+
+/**
+ * Shows the check could have failed on this very history: one final read is
+ * made stale (it returns a value an acknowledged write definitely replaced
+ * before the read began) and the checker must refuse the result.
+ */
+function checkSensitivity(history: readonly KvEvent[]): string {
+  const writes = (e: KvEvent): boolean => e.outcome === "ok" && (e.op.kind === "put" || e.op.kind === "delete" || (e.op.kind === "cas" && e.op.succeeded === true));
+  for (const final of history) {
+    if (final.note !== "final read" || final.op.kind !== "get") continue;
+    const current = final.op.observed;
+    const replaced = history.find(
+      (p) => p.key === final.key && p.outcome === "ok" && p.op.kind === "put" && p.op.value !== current &&
+        history.some((w) => w !== p && w.key === final.key && writes(w) && w.invoke > p.ret && w.ret < final.invoke),
+    );
+    if (replaced === undefined || replaced.op.kind !== "put") continue;
+    const stale = replaced.op.value;
+    const mutated = history.map((e) => (e === final ? { ...e, op: { kind: "get" as const, observed: stale } } : e));
+    if (checkKvHistory(mutated).ok) throw new Error(`checker self-test: a stale final read of ${final.key} (${JSON.stringify(stale)}) was accepted`);
+    return `self-test: a stale final read of ${final.key} is refused`;
+  }
+  throw new Error("checker self-test: no key has an acknowledged put that was later overwritten (too little traffic to check anything)");
 }
 
 interface Snapshot {

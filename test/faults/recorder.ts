@@ -7,7 +7,9 @@
 // invoked and when its answer came back, and the outcome:
 //   ok       the answer (with what a read saw, or whether a txn's compare held);
 //   failed   a read that got an error (it changed nothing, so it is dropped);
-//   unknown  a write that got an error or no answer before its deadline: it
+//   failed   also a write that grpc-js never sent because it had no
+//            connection to the member ("No connection established");
+//   unknown  a write that got any other error or no answer before its deadline: it
 //            may or may not have been applied (a timeout or a dropped
 //            connection says nothing either way, and even a "leader changed"
 //            answer can come after the entry was appended).
@@ -146,14 +148,17 @@ export class Recorder {
       this.history.push({ id: this.nextId++, client, key, op, invoke, ret: this.now(), outcome: "ok" });
     } catch (e) {
       const note = e instanceof GrpcCallError ? `gRPC ${e.code}: ${e.details}` : String(e);
-      this.errors.set(note.replace(/\d+(\.\d+)?ms|\d{3,}/g, "N"), (this.errors.get(note.replace(/\d+(\.\d+)?ms|\d{3,}/g, "N")) ?? 0) + 1);
+      const kindOfError = note.replace(/\d+(\.\d+)?m?s|\d{3,}/g, "N"); // counted without times and ports
+      this.errors.set(kindOfError, (this.errors.get(kindOfError) ?? 0) + 1);
       const ret = this.now();
       if (kind === "get") {
         this.history.push({ id: this.nextId++, client, key, op: { kind: "get", observed: null }, invoke, ret, outcome: "failed", note });
       } else {
         const expect = lastSeen.get(key) ?? null;
         const wop: KvOp = kind === "put" ? { kind: "put", value } : kind === "delete" ? { kind: "delete" } : { kind: "cas", expect, value };
-        this.history.push({ id: this.nextId++, client, key, op: wop, invoke, ret, outcome: "unknown", note });
+        const outcome = neverSent(e) ? "failed" : "unknown";
+        this.history.push({ id: this.nextId++, client, key, op: wop, invoke, ret, outcome, note });
+        if (outcome === "failed") return;
         // After an unknown write this client no longer knows the key's value.
         lastSeen.delete(key);
       }
@@ -202,6 +207,15 @@ export class Recorder {
     const errs = [...s.errors.entries()].sort((a, b) => b[1] - a[1]).slice(0, 5).map(([e, n]) => `${n}x ${e}`).join("; ");
     return `${s.total} operations (${kinds})${errs ? `; errors: ${errs}` : ""}`;
   }
+}
+
+/**
+ * grpc-js fails a call with UNAVAILABLE "No connection established" before
+ * sending anything when its channel has no connection (the member is down or
+ * refusing): such a write cannot have been applied.
+ */
+function neverSent(e: unknown): boolean {
+  return e instanceof GrpcCallError && e.code === 14 && e.details.startsWith("No connection established");
 }
 
 /** A one-key compare-and-swap: if the key holds `expect` (absent: version 0) put `value`, else read the key. */
