@@ -35,6 +35,12 @@ export interface RecorderOptions {
   /** Pause between one client's requests (keeps histories checkable). */
   readonly thinkMs: number;
   readonly seed: number;
+  /**
+   * Serializable (local) reads instead of linearizable ones. Only for the
+   * self-test that shows the checks catch stale reads: a serializable read
+   * may legitimately be stale, so such a history is expected to fail.
+   */
+  readonly serializableReads?: boolean;
 }
 
 export interface RecorderStats {
@@ -112,7 +118,7 @@ export class Recorder {
     try {
       switch (kind) {
         case "get": {
-          const res = await conn.unary(KV.method.range, { key: k, serializable: false });
+          const res = await conn.unary(KV.method.range, { key: k, serializable: this.opts.serializableReads === true });
           const kv = res.kvs[0];
           const observed = kv === undefined ? null : dec.decode(kv.value);
           lastSeen.set(key, observed);
