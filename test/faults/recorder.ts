@@ -83,9 +83,8 @@ export class Recorder {
   start(): void {
     for (let c = 0; c < this.opts.clients; c++) {
       const member = this.cluster.members[c % this.cluster.size]!;
-      const conn = new GrpcConn(member.grpcTarget, { deadlineMs: this.opts.opTimeoutMs });
-      this.conns.push(conn);
-      this.loops.push(this.loop(c, conn, rng(this.opts.seed * 1000 + c + 1)));
+      this.conns.push(new GrpcConn(member.grpcTarget, { deadlineMs: this.opts.opTimeoutMs }));
+      this.loops.push(this.loop(c, rng(this.opts.seed * 1000 + c + 1)));
     }
   }
 
@@ -97,7 +96,7 @@ export class Recorder {
     this.conns.length = 0;
   }
 
-  private async loop(client: number, conn: GrpcConn, rand: () => number): Promise<void> {
+  private async loop(client: number, rand: () => number): Promise<void> {
     // What this client last saw in each key, to aim its compare-and-swaps at a likely value.
     const lastSeen = new Map<string, string | null>();
     let n = 0;
@@ -106,12 +105,20 @@ export class Recorder {
       const value = `c${client}-${n++}`;
       const r = rand();
       const kind = r < 0.4 ? "get" : r < 0.75 ? "put" : r < 0.85 ? "delete" : "cas";
-      await this.issue(client, conn, key, kind, value, lastSeen);
+      const conn = this.conns[client]!;
+      const sent = await this.issue(client, conn, key, kind, value, lastSeen);
+      if (!sent && !this.stopping) {
+        // grpc-js backs off reconnecting for up to minutes; a fresh channel tries at
+        // once, so a restarted member gets its clients back as soon as it listens.
+        conn.close();
+        this.conns[client] = new GrpcConn(conn.target, { deadlineMs: this.opts.opTimeoutMs });
+      }
       if (this.opts.thinkMs > 0) await new Promise((res) => setTimeout(res, this.opts.thinkMs * (0.5 + rand())));
     }
   }
 
-  private async issue(client: number, conn: GrpcConn, key: string, kind: "get" | "put" | "delete" | "cas", value: string, lastSeen: Map<string, string | null>): Promise<void> {
+  /** Issues and records one request; false when it was never sent (no connection). */
+  private async issue(client: number, conn: GrpcConn, key: string, kind: "get" | "put" | "delete" | "cas", value: string, lastSeen: Map<string, string | null>): Promise<boolean> {
     const k = enc.encode(key);
     const invoke = this.now();
     let op: KvOp;
@@ -152,6 +159,7 @@ export class Recorder {
         }
       }
       this.history.push({ id: this.nextId++, client, key, op, invoke, ret: this.now(), outcome: "ok" });
+      return true;
     } catch (e) {
       const note = e instanceof GrpcCallError ? `gRPC ${e.code}: ${e.details}` : String(e);
       const kindOfError = note.replace(/\d+(\.\d+)?m?s|\d{3,}/g, "N"); // counted without times and ports
@@ -164,10 +172,11 @@ export class Recorder {
         const wop: KvOp = kind === "put" ? { kind: "put", value } : kind === "delete" ? { kind: "delete" } : { kind: "cas", expect, value };
         const outcome = neverSent(e) ? "failed" : "unknown";
         this.history.push({ id: this.nextId++, client, key, op: wop, invoke, ret, outcome, note });
-        if (outcome === "failed") return;
+        if (outcome === "failed") return false;
         // After an unknown write this client no longer knows the key's value.
         lastSeen.delete(key);
       }
+      return !neverSent(e);
     }
   }
 
@@ -196,6 +205,13 @@ export class Recorder {
     } finally {
       conn.close();
     }
+  }
+
+  /** Acknowledged operations per member since time `t` (this recorder's clock), e.g. "m1 120, m2 98". */
+  servedSince(t: number): string {
+    const counts = this.cluster.members.map(() => 0);
+    for (const e of this.history) if (e.outcome === "ok" && e.client >= 0 && e.invoke >= t) counts[e.client % this.cluster.size]!++;
+    return counts.map((n, i) => `${this.cluster.members[i]!.name} ${n}`).join(", ");
   }
 
   stats(): RecorderStats {

@@ -116,8 +116,10 @@ export async function runScenario(t: TestContext, status: TargetStatus, sc: Scen
     cluster.net.heal();
     for (const m of cluster.members) if (!m.running) cluster.restart(m.index);
     await ctx.leader("after healing", { boundElectionTimeouts: LEADER_BOUND_ELECTION_TIMEOUTS + 10 });
+    const healed = recorder.now();
     await ctx.traffic(1500);
     await recorder.stop();
+    t.diagnostic(`acknowledged after healing, by member: ${recorder.servedSince(healed)}`);
     const leader = await ctx.leader("before the final reads");
     await recorder.finalReads(leader);
     t.diagnostic(recorder.summary());
