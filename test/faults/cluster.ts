@@ -289,7 +289,7 @@ export class Cluster {
     const p = m.proc;
     if (p === undefined || p.exitInfo !== undefined) return;
     if (p.child.pid !== undefined) process.kill(p.child.pid, "SIGKILL");
-    const gone = await Promise.race([p.exited.then(() => true), sleep(30_000).then(() => false)]);
+    const gone = await Promise.race([p.exited.then(() => true), sleep(30_000, undefined, { ref: false }).then(() => false)]);
     if (!gone) throw new Error(`${m.name} (pid ${p.child.pid}) still alive 30 s after SIGKILL`);
   }
 
