@@ -113,7 +113,8 @@ export class Cluster {
   readonly members: Member[];
   readonly electionMs: number;
   readonly heartbeatMs: number;
-  private readonly root: string;
+  /** Temporary directory holding the members' data dirs and logs. */
+  readonly root: string;
   private readonly flagsOf: (m: Member) => string[];
   private disposed = false;
 

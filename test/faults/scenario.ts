@@ -11,6 +11,8 @@
 // counts, catch-up times) is reported with t.diagnostic, never asserted
 // against a clock, except the generous bounds that say "this never happened".
 
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import type { TestContext } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Cluster, ClusterStartError, type ClusterOptions } from "./cluster.js";
@@ -144,12 +146,24 @@ export async function runScenario(t: TestContext, status: TargetStatus, sc: Scen
     if (failure !== undefined) {
       const msg = failure instanceof Error ? failure.message : String(failure);
       const described = cluster.describe(40); // before dispose() removes the logs
+      const kept = keepHistory(cluster, recorder);
       await cluster.dispose();
-      throw new Error(`${msg}\n\nrecorded: ${recorder.summary()}\n${described}`);
+      throw new Error(
+        `${msg}\n\nrecorded: ${recorder.summary()}\n` +
+          `rerun with FAULT_SEED=${recorder.opts.seed} for the same client choices (timing differs)${kept}\n${described}`,
+      );
     }
     await cluster.dispose();
   }
   t.diagnostic(`${status.name}: scenario took ${Math.round(performance.now() - t0)} ms`);
+}
+
+/** With FAULT_KEEP=1, writes the history beside the members' data and logs (which dispose() then keeps). */
+function keepHistory(cluster: Cluster, recorder: Recorder): string {
+  if (process.env["FAULT_KEEP"] !== "1") return "; FAULT_KEEP=1 keeps data, logs and the history";
+  const file = join(cluster.root, "history.json");
+  writeFileSync(file, JSON.stringify(recorder.history, null, 1));
+  return `; history in ${file}, data and logs beside it`;
 }
 
 /** Registers one test per requested target for each scenario. */
