@@ -46,6 +46,33 @@ export const snapshotScenarios: Scenario[] = [
       note(`${cluster.members[f]!.name} log: ${evidence[0]}`);
     },
   },
+  {
+    name: "a follower cut off during log compaction catches up by snapshot when healed",
+    size: 3,
+    cluster: { snapshotCount: SNAPSHOT_COUNT },
+    async run({ cluster, traffic, leader, note }) {
+      await traffic(2000);
+      const l = await leader("before the fault");
+      const f = cluster.members.map((m) => m.index).find((i) => i !== l)!;
+      cluster.net.isolate(f);
+      note(`isolated follower ${cluster.members[f]!.name} (it keeps running; its clients keep asking it)`);
+      const t0 = performance.now();
+      const wrote = await fill(cluster, l, CATCH_UP_ENTRIES + 3 * SNAPSHOT_COUNT);
+      note(`wrote ${wrote} filler entries in ${Math.round(performance.now() - t0)} ms; leader index ${(await cluster.status(l))?.raftIndex}`);
+      const logBefore = cluster.members[f]!.log().length;
+      cluster.net.heal();
+      note("healed");
+      const t1 = performance.now();
+      let evidence: RegExpExecArray | null = null;
+      while (evidence === null && performance.now() - t1 < 60_000) {
+        await traffic(250);
+        evidence = cluster.target.snapshotEvidence.exec(cluster.members[f]!.log().slice(logBefore));
+      }
+      await traffic(2000);
+      if (evidence === null) throw new Error(`${cluster.members[f]!.name} was healed but its log shows no snapshot from the leader (looked for ${cluster.target.snapshotEvidence})`);
+      note(`${cluster.members[f]!.name} log: ${evidence[0]}`);
+    },
+  },
 ];
 
 scenarioTests(test, snapshotScenarios);
