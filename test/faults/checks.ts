@@ -4,6 +4,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { GrpcCallError, GrpcConn } from "../harness/grpc.js";
 import { KV } from "../../node/gen/etcdserverpb/rpc_pb.js";
 import { checkKvHistory, type KvEvent } from "./kvcheck.js";
+import { checkRevisions } from "./revcheck.js";
 import type { Cluster } from "./cluster.js";
 import type { Recorder } from "./recorder.js";
 
@@ -20,7 +21,9 @@ export function checkHistory(rec: Recorder): string {
   if (!r1.ok) throw new Error(`linearizability violated during the faults (stale or impossible read, or a write applied twice) on ${r1.key}: ${r1.reason}`);
   const r2 = checkKvHistory(rec.history);
   if (!r2.ok) throw new Error(`acknowledged write lost: the final linearizable reads contradict the history of ${r2.key}: ${r2.reason}`);
-  return `linearizable: ${r2.searched} operations searched (${r2.explored} states); ${checkSensitivity(rec.history)}`;
+  const r3 = checkRevisions(rec.history);
+  if (!r3.ok) throw new Error(`revisions inconsistent with the values: ${r3.reason}`);
+  return `linearizable: ${r2.searched} operations searched (${r2.explored} states); revisions consistent over ${r3.writes} writes; ${checkSensitivity(rec.history)}`;
 }
 
 /**

@@ -57,6 +57,12 @@ export interface KvEvent {
   readonly outcome: Outcome;
   /** Free text for reports (e.g. the error of an unknown or failed op). */
   readonly note?: string;
+  /**
+   * The store's revision for this operation, when ok: a put's or a successful
+   * compare-and-swap's header revision (the revision it created); a read's
+   * mod_revision of the value it saw. Checked by revcheck.ts.
+   */
+  readonly rev?: bigint;
 }
 
 export interface KvCheckResult {

@@ -122,6 +122,7 @@ export class Recorder {
     const k = enc.encode(key);
     const invoke = this.now();
     let op: KvOp;
+    let rev: bigint | undefined;
     try {
       switch (kind) {
         case "get": {
@@ -130,10 +131,11 @@ export class Recorder {
           const observed = kv === undefined ? null : dec.decode(kv.value);
           lastSeen.set(key, observed);
           op = { kind: "get", observed };
+          rev = kv?.modRevision;
           break;
         }
         case "put":
-          await conn.unary(KV.method.put, { key: k, value: enc.encode(value) });
+          rev = (await conn.unary(KV.method.put, { key: k, value: enc.encode(value) })).header?.revision;
           lastSeen.set(key, value);
           op = { kind: "put", value };
           break;
@@ -146,6 +148,7 @@ export class Recorder {
           const expect = lastSeen.get(key) ?? null;
           const res = await conn.unary(KV.method.txn, casRequest(k, expect, value));
           if (res.succeeded) {
+            rev = res.header?.revision;
             lastSeen.set(key, value);
             op = { kind: "cas", expect, value, succeeded: true };
           } else {
@@ -158,7 +161,7 @@ export class Recorder {
           break;
         }
       }
-      this.history.push({ id: this.nextId++, client, key, op, invoke, ret: this.now(), outcome: "ok" });
+      this.history.push({ id: this.nextId++, client, key, op, invoke, ret: this.now(), outcome: "ok", ...(rev !== undefined ? { rev } : {}) });
       return true;
     } catch (e) {
       const note = e instanceof GrpcCallError ? `gRPC ${e.code}: ${e.details}` : String(e);
@@ -194,7 +197,8 @@ export class Recorder {
           try {
             const res = await conn.unary(KV.method.range, { key: enc.encode(key), serializable: false });
             const kv = res.kvs[0];
-            this.history.push({ id: this.nextId++, client: -1, key, op: { kind: "get", observed: kv === undefined ? null : dec.decode(kv.value) }, invoke, ret: this.now(), outcome: "ok", note: "final read" });
+            const op: KvOp = { kind: "get", observed: kv === undefined ? null : dec.decode(kv.value) };
+            this.history.push({ id: this.nextId++, client: -1, key, op, invoke, ret: this.now(), outcome: "ok", note: "final read", ...(kv ? { rev: kv.modRevision } : {}) });
             break;
           } catch (e) {
             if (a >= attempts) throw new Error(`final read of ${key} on ${this.cluster.members[leader]!.name} failed ${attempts} times: ${(e as Error).message}`);
