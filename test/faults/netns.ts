@@ -123,13 +123,19 @@ export function removeLeftovers(): string[] {
   return removed;
 }
 
-/** A /24 in 10.77.0.0/16 that no interface in the root namespace uses yet. */
-function freeSubnet(): number {
-  const used = new Set<number>();
-  for (const m of run("ip", ["-4", "-o", "addr", "show"]).out.matchAll(/inet 10\.77\.(\d+)\./g)) used.add(Number(m[1]));
+/** Subnets (the S of 10.77.S.0/24) on each root-namespace interface. */
+function subnetsInUse(): { subnet: number; dev: string }[] {
+  const out: { subnet: number; dev: string }[] = [];
+  for (const m of run("ip", ["-4", "-o", "addr", "show"]).out.matchAll(/^\d+:\s+(\S+)\s+inet 10\.77\.(\d+)\./gm)) out.push({ dev: m[1]!, subnet: Number(m[2]) });
+  return out;
+}
+
+/** A /24 in 10.77.0.0/16 that no interface in the root namespace uses yet (and not in `avoid`). */
+function freeSubnet(avoid: ReadonlySet<number>): number {
+  const used = new Set(subnetsInUse().map((u) => u.subnet));
   for (let i = 0; i < 250; i++) {
-    const s = ((process.pid + i) % 250) + 1;
-    if (!used.has(s)) return s;
+    const s = ((process.pid + i * 7) % 250) + 1;
+    if (!used.has(s) && !avoid.has(s)) return s;
   }
   throw new Error("no free 10.77.x.0/24 subnet");
 }
@@ -155,17 +161,30 @@ export class Network {
   /** Creates the bridge, the namespaces and their links. Cleans up after itself if any step fails. */
   static create(size: number): Network {
     if (size < 1 || size > 9) throw new Error(`network size ${size} out of range`);
-    // One network at a time per process is the usual case; a serial letter keeps names unique otherwise.
-    const tag = `${process.pid}${serial++ === 0 ? "" : String.fromCharCode(96 + serial)}`;
-    const net = new Network(size, freeSubnet(), tag);
-    try {
-      net.build();
-    } catch (e) {
-      net.dispose();
-      throw e;
+    // Names stay unique within the process with a serial after the first network.
+    const n = serial++;
+    const tag = `${process.pid}${n === 0 ? "" : `x${n.toString(36)}`}`;
+    // Two test processes may pick the same free subnet at once: after building,
+    // whoever sees another interface on its subnet tears down and tries another.
+    const tried = new Set<number>();
+    for (let attempt = 0; attempt < 10; attempt++) {
+      const subnet = freeSubnet(tried);
+      tried.add(subnet);
+      const net = new Network(size, subnet, tag);
+      try {
+        net.build();
+      } catch (e) {
+        net.dispose();
+        throw e;
+      }
+      if (subnetsInUse().some((u) => u.subnet === subnet && u.dev !== net.bridge)) {
+        net.dispose();
+        continue;
+      }
+      liveNetworks.add(net);
+      return net;
     }
-    liveNetworks.add(net);
-    return net;
+    throw new Error("could not get a 10.77.x.0/24 subnet of our own after 10 tries");
   }
 
   private build(): void {
