@@ -122,7 +122,8 @@ interface RunOutput {
   readonly timedOut: boolean;
 }
 
-function runTool(file: string, args: readonly string[], timeoutMs: number): Promise<RunOutput> {
+/** Runs the tool; kills it (by its pid) on timeout or as soon as `stop()` returns a reason. */
+function runTool(file: string, args: readonly string[], timeoutMs: number, stop: () => string | undefined): Promise<RunOutput> {
   return new Promise((done) => {
     const child = spawn(file, args, { stdio: ["ignore", "pipe", "pipe"] });
     const out: Buffer[] = [];
@@ -134,8 +135,13 @@ function runTool(file: string, args: readonly string[], timeoutMs: number): Prom
       timedOut = true;
       child.kill("SIGKILL");
     }, timeoutMs);
+    // The tool retries forever against a dead server: watch the servers too.
+    const poll = setInterval(() => {
+      if (stop() !== undefined) child.kill("SIGKILL");
+    }, 500);
     child.once("close", (code, signal) => {
       clearTimeout(timer);
+      clearInterval(poll);
       done({ code, signal, stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(err).toString("utf8"), timedOut });
     });
   });
@@ -159,7 +165,7 @@ async function measureOnce(
   }
   const cpu0 = pids.reduce((s, pid) => s + cpuSeconds(pid), 0);
   const args = ["--endpoints", cluster.members.map((m) => m.endpoint).join(","), "--precise", ...w.args(opts.mode)];
-  const r = await runTool(tools.benchmark, args, opts.mode === "quick" ? 180_000 : 3_600_000);
+  const r = await runTool(tools.benchmark, args, opts.mode === "quick" ? 180_000 : 3_600_000, () => (cluster.alive() ? undefined : "dead"));
   if (!cluster.alive()) {
     const m = cluster.members.find((x) => !existsSync(`/proc/${x.pid}`)) ?? cluster.members[0]!;
     return { ok: false, why: `${cluster.impl} member ${m.name} died during the run (log: ${m.logFile})` };
@@ -289,11 +295,16 @@ async function main(): Promise<number> {
   if (problems.length > 0) throw new Error(`internal: results do not have the agreed shape: ${problems.join("; ")}`);
 
   process.stdout.write(`${formatTable(results)}\n\n`);
+  // Why a side was not measured; the same reason once per topology (ports masked).
+  const notes = new Map<string, string[]>();
   for (const w of results) {
     for (const [impl, s] of [["etcd", w.etcd], ["ours", w.ours]] as const) {
-      if (s.status !== undefined) process.stdout.write(`${w.name} (${w.members}) ${impl}: ${s.status}\n`);
+      if (s.status === undefined) continue;
+      const key = `${impl}, ${w.members} member${w.members > 1 ? "s" : ""}: ${s.status.replace(/127\.0\.0\.1:[0-9]+/g, "127.0.0.1:PORT")}`;
+      notes.set(key, [...(notes.get(key) ?? []), w.name]);
     }
   }
+  for (const [key, names] of notes) process.stdout.write(`${key}\n  (${names.join(", ")})\n`);
   const minutes = ((Date.now() - t0) / 60_000).toFixed(1);
   process.stdout.write(
     `ratio = ours qps / etcd qps; medians of ${rounds(opts.mode)} alternating rounds; ${opts.mode} mode; took ${minutes} min; ` +
