@@ -94,7 +94,7 @@ function provisionTools(): Tools {
           "Install Go (see tools/versions.env GO_MIN_VERSION), then run: bash tools/build.sh etcd benchmark",
       );
     }
-    log(`missing ${missing().join(" and ")}: building them now with \`bash tools/build.sh etcd benchmark\` (${go.stdout.trim()}; a cold build takes a few minutes)`);
+    log(`missing ${missing().join(" and ")}: building them now with \`bash tools/build.sh etcd benchmark\` (${go.stdout.trim()}; a cold build takes a few minutes, and it first waits for any other tools/build.sh run to finish)`);
     const r = spawnSync("bash", [join(repoRoot, "tools", "build.sh"), "etcd", "benchmark"], { cwd: repoRoot, stdio: ["ignore", 2, 2] });
     p = paths();
     if (r.status !== 0 || missing().length > 0) {
