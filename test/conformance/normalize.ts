@@ -131,6 +131,8 @@ export function normaliseEntries(rawEntries: readonly TranscriptEntry[], ctx: No
   const str = (s: string): string => {
     let out = s.split(ctx.clientAddr).join("<client-addr>").split(ctx.peerAddr).join("<peer-addr>");
     out = out.replace(/"ts":"[^"]*"/g, '"ts":"<ts>"').replace(/client-[0-9a-f-]{36}/g, "client-<uuid>");
+    // etcdctl 3.6 reports how long a defragmentation took (a Go duration).
+    out = out.replace(/\. took [0-9][0-9.a-zµ]*/g, ". took <duration>");
     // etcdctl 3.6's client logs name its resolver by a Go pointer and its own ephemeral port.
     out = out.replace(/etcd-endpoints:\/\/0x[0-9a-f]+\//g, "etcd-endpoints://<ptr>/").replace(/LocalAddr: '127\.0\.0\.1:\d+'/g, "LocalAddr: '<local-addr>'");
     for (const id of hexIds) out = out.split(BigInt(id).toString(16)).join(ids.get(id) ?? id);
