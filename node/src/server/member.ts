@@ -101,7 +101,13 @@ export async function startMember(cfg: Config, logger: Logger, opts: StartOption
         peer.once("error", reject);
         peer.listen(port, host, () => resolve());
       });
-      closers.push(() => new Promise((r) => peer.close(() => r())));
+      closers.push(
+        () =>
+          new Promise((r) => {
+            peer.close(() => r());
+            peer.closeAllConnections(); // raft streams are long-lived; they would hold close() forever
+          }),
+      );
     }
   } catch (err) {
     for (const c of closers.reverse()) await c().catch(() => undefined);

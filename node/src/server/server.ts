@@ -82,6 +82,8 @@ const DEFAULT_QUOTA = 2n * 1024n * 1024n * 1024n;
 const READ_RETRY_MS = 500;
 /** etcd's readyPercent: a learner may be promoted once its match is this close to the leader's. */
 const LEARNER_READY_PERCENT = 0.9;
+/** etcd's HealthInterval: how long peers must have been connected before a voter is added. */
+const HEALTH_INTERVAL_MS = 5000;
 
 export const LeaderTransferTimeout = new EtcdError(2 /* Unknown */, "etcdserver: request timed out, leader transfer took too long");
 
@@ -710,11 +712,22 @@ export class EtcdServer {
     for (const m of this.membership.list()) if (m.peerURLs.some((u) => peerURLs.includes(u))) throw Errors.PeerURLExist;
     if (isLearner && this.membership.learnerCount() >= (this.opts.maxLearners ?? 1)) throw Errors.TooManyLearners;
     if (!isLearner && this.strict() && !this.readyToAddVoter()) throw Errors.MemberNotEnoughStarted;
+    // etcd's isConnectedFullySince: every voter reachable for the last health interval.
+    if (!isLearner && this.strict() && !this.connectedToAllVotersSince(Date.now() - HEALTH_INTERVAL_MS)) throw Errors.Unhealthy;
     const id = memberIdFrom(peerURLs, this.opts.initialClusterToken, Math.floor(Date.now() / 1000));
     if (this.membership.get(id) !== undefined) throw Errors.MemberExist;
     const m: MemberInfo = { id, name: "", peerURLs: [...peerURLs], clientURLs: [], isLearner };
     await this.proposeConfChange({ type: isLearner ? "addLearnerNode" : "addNode", nodeId: id }, m);
     return m;
+  }
+
+  private connectedToAllVotersSince(since: number): boolean {
+    for (const m of this.membership.list()) {
+      if (m.isLearner || m.id === this.memberId) continue;
+      const t = this.transport.activeSince(m.id);
+      if (t === undefined || t > since) return false;
+    }
+    return true;
   }
 
   async removeMember(id: bigint): Promise<void> {
