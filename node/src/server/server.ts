@@ -712,8 +712,8 @@ export class EtcdServer {
     for (const m of this.membership.list()) if (m.peerURLs.some((u) => peerURLs.includes(u))) throw Errors.PeerURLExist;
     if (isLearner && this.membership.learnerCount() >= (this.opts.maxLearners ?? 1)) throw Errors.TooManyLearners;
     if (!isLearner && this.strict() && !this.readyToAddVoter()) throw Errors.MemberNotEnoughStarted;
-    // etcd's isConnectedFullySince: every voter reachable for the last health interval.
-    if (!isLearner && this.strict() && !this.connectedToAllVotersSince(Date.now() - HEALTH_INTERVAL_MS)) throw Errors.Unhealthy;
+    // etcd's isConnectedFullySince (learners too): every voter reachable for the last health interval.
+    if (this.strict() && !this.connectedToAllVotersSince(Date.now() - HEALTH_INTERVAL_MS)) throw Errors.Unhealthy;
     const id = memberIdFrom(peerURLs, this.opts.initialClusterToken, Math.floor(Date.now() / 1000));
     if (this.membership.get(id) !== undefined) throw Errors.MemberExist;
     const m: MemberInfo = { id, name: "", peerURLs: [...peerURLs], clientURLs: [], isLearner };
