@@ -150,6 +150,17 @@ export class RaftNode {
     this.kick();
   }
 
+  /**
+   * Campaigns once every committed entry is applied (raft refuses to campaign
+   * while committed conf changes are unapplied — the bootstrap entries, or
+   * those re-delivered after a restart).
+   */
+  campaignWhenApplied(): void {
+    this.wantCampaign = true;
+    this.kick();
+  }
+  private wantCampaign = false;
+
   /** A message from a peer. Messages from unknown members are dropped. */
   step(m: Message): void {
     if (this.stopped) return;
@@ -267,6 +278,10 @@ export class RaftNode {
           }
         }
         this.rn.advance(rd);
+        if (this.wantCampaign && this.rn.raft.raftLog.applied >= this.rn.raft.raftLog.committed) {
+          this.wantCampaign = false;
+          if (this.rn.raft.state !== "leader") this.rn.campaign();
+        }
       }
     } finally {
       this.running = false;

@@ -278,7 +278,7 @@ export class EtcdServer {
       await s.refreshSize();
       s.raft.start();
       const voters = known.filter((m) => !m.isLearner);
-      if (voters.length === 1 && voters[0]!.id === memberId) s.raft.campaign(); // alone: no one to wait for
+      if (voters.length === 1 && voters[0]!.id === memberId) s.raft.campaignWhenApplied(); // alone: no one to wait for
       else if (opts.initialElectionTickAdvance ?? true) s.raft.advanceTicks(s.raft.rn.raft.electionTimeout - 1);
       s.startTimers();
       opts.logger.info(
