@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
-import { Cluster as ClusterSvc, KV } from "../../node/gen/etcdserverpb/rpc_pb.js";
+import { Cluster as ClusterSvc, KV, Lease } from "../../node/gen/etcdserverpb/rpc_pb.js";
 import { GrpcCallError, GrpcConn } from "../harness/grpc.js";
 import { etcdBinaries } from "../harness/provision.js";
 import { freePort } from "../harness/ports.js";
@@ -155,6 +155,43 @@ for (const impl of impls()) {
         // etcd-ts exits once it applies its own removal (etcd 3.4 exits too, on its own schedule).
         await victim.waitExit();
       }
+    });
+  });
+
+  test(`${impl}: leases — granted and kept alive through a follower, they survive the leader's death`, async () => {
+    await withCluster(impl, async (c) => {
+      const leader = await c.waitLeader(c.nodes);
+      const [a, b] = c.nodes.filter((n) => n !== leader) as [ClusterNode, ClusterNode];
+      const ca = conn(a);
+      const g = await ca.unary(Lease.method.leaseGrant, { TTL: 30n });
+      await ca.unary(KV.method.put, { key: enc("leased"), value: enc("x"), lease: g.ID });
+      // A keep-alive through a follower reaches the leader and answers the TTL.
+      const ka = ca.client.makeBidiStreamRequest(
+        "/etcdserverpb.Lease/LeaseKeepAlive",
+        (m: Uint8Array) => Buffer.from(m),
+        (b: Buffer) => b,
+      );
+      const first = new Promise<Buffer>((resolve, reject) => {
+        ka.once("data", resolve);
+        ka.once("error", reject);
+      });
+      const { toBinary, fromBinary, create } = await import("@bufbuild/protobuf");
+      const { LeaseKeepAliveRequestSchema, LeaseKeepAliveResponseSchema } = await import("../../node/gen/etcdserverpb/rpc_pb.js");
+      ka.write(toBinary(LeaseKeepAliveRequestSchema, create(LeaseKeepAliveRequestSchema, { ID: g.ID })));
+      const resp = fromBinary(LeaseKeepAliveResponseSchema, await first);
+      ka.end();
+      ka.cancel();
+      assert.equal(resp.ID, g.ID);
+      assert.equal(resp.TTL, 30n);
+      await leader.kill9();
+      await c.waitLeader([a, b]);
+      const cb = conn(b);
+      const ttl = await eventually("TimeToLive after the leader died", async () => cb.unary(Lease.method.leaseTimeToLive, { ID: g.ID, keys: true }));
+      assert.equal(ttl.grantedTTL, 30n);
+      assert.ok(ttl.TTL > 0n, `the lease is alive (TTL ${ttl.TTL})`);
+      assert.deepEqual(ttl.keys.map(dec), ["leased"]);
+      const r = await cb.unary(KV.method.range, { key: enc("leased") });
+      assert.equal(r.kvs[0]?.lease, g.ID);
     });
   });
 }

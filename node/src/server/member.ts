@@ -156,12 +156,42 @@ function peerHttp(s: EtcdServer): HttpServer {
       res.end(JSON.stringify(body));
     };
     if (url.startsWith("/raft")) return raft(req, res);
+    const theirCluster = req.headers["x-etcd-cluster-id"];
+    if (req.method === "POST" && typeof theirCluster === "string" && theirCluster !== s.clusterId.toString(16)) {
+      req.resume();
+      res.writeHead(412, { "Content-Type": "text/plain; charset=utf-8" });
+      res.end("etcdserver: cluster ID mismatch");
+      return;
+    }
     if (req.method === "GET" && url === "/version") return send(200, { etcdserver: SERVER_VERSION, etcdcluster: CLUSTER_VERSION });
     if (req.method === "GET" && url === "/members") {
       return send(
         200,
         s.membership.list().map((m) => ({ id: m.id.toString(16), name: m.name, peerURLs: m.peerURLs, clientURLs: m.clientURLs, isLearner: m.isLearner })),
       );
+    }
+    const lease = /^\/leases\/(renew|ttl)$/.exec(url);
+    if (req.method === "POST" && lease !== null) {
+      const chunks: Buffer[] = [];
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("end", () => {
+        let id: bigint;
+        try {
+          id = BigInt((JSON.parse(Buffer.concat(chunks).toString("utf8")) as { id: string }).id);
+        } catch {
+          res.writeHead(400, { "Content-Type": "text/plain; charset=utf-8" });
+          res.end("bad lease request");
+          return;
+        }
+        s.servePeerLease(lease[1] as "renew" | "ttl", id).then(
+          (r) => send(200, r),
+          (err: unknown) => {
+            res.writeHead(412, { "Content-Type": "text/plain; charset=utf-8" });
+            res.end(err instanceof Error ? err.message : String(err));
+          },
+        );
+      });
+      return;
     }
     const promote = /^\/members\/promote\/([0-9a-f]+)$/.exec(url);
     if (req.method === "POST" && promote !== null) {

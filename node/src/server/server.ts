@@ -358,6 +358,7 @@ export class EtcdServer {
    */
   async propose<T extends Message>(init: MessageInitShape<typeof InternalRequestSchema>, opts: { readOnly?: boolean } = {}): Promise<T> {
     if (this.stopped) throw Errors.Stopped;
+    if (this.isLearner) throw Errors.NotSupportedForLearner;
     const entry = create(InternalRequestSchema, init);
     entry.id = this.reqIds.next();
     if (opts.readOnly) {
@@ -784,11 +785,85 @@ export class EtcdServer {
     }
   }
 
+  // ---- leases through the leader ----
+
+  /** The leader's peer URLs, waiting a little for a leader to be known. */
+  private async leaderPeerUrls(): Promise<string[]> {
+    for (let i = 0; ; i++) {
+      const lead = this.raft.lead;
+      const m = lead === 0n ? undefined : this.membership.get(lead);
+      if (m !== undefined) return m.peerURLs;
+      if (this.stopped) throw Errors.Stopped;
+      if (i * this.opts.heartbeatIntervalMs > this.reqTimeoutMs) throw Errors.Timeout;
+      await new Promise((r) => setTimeout(r, this.opts.heartbeatIntervalMs));
+    }
+  }
+
+  /**
+   * LeaseKeepAlive: only the leader's lessor counts (it is the one that expires
+   * leases), so a follower forwards the renewal to the leader's peer URL, as etcd
+   * does. Returns the TTL granted again, or 0 for an unknown or expired lease.
+   */
+  async renewLease(id: bigint): Promise<bigint> {
+    if (this.isLearner) throw Errors.NotSupportedForLearner;
+    if (this.raft.isLeader) return this.lessor.renew(id) ?? 0n;
+    const r = await this.forwardLease("renew", id);
+    return BigInt(r.ttl);
+  }
+
+  /** LeaseTimeToLive from the leader's lessor (TTL -1 for an unknown lease). */
+  async leaseTimeToLive(id: bigint): Promise<{ ttl: bigint; grantedTTL: bigint; keys: string[] }> {
+    if (this.raft.isLeader || this.raft.lead === 0n) {
+      const l = this.lessor.lookup(id);
+      if (l === undefined) return { ttl: -1n, grantedTTL: 0n, keys: [] };
+      return { ttl: this.lessor.remaining(l), grantedTTL: l.ttl, keys: [...l.keys].sort() };
+    }
+    const r = await this.forwardLease("ttl", id);
+    return { ttl: BigInt(r.ttl), grantedTTL: BigInt(r.grantedTTL ?? "0"), keys: (r.keys ?? []).map((k) => Buffer.from(k, "base64").toString("latin1")) };
+  }
+
+  /** The peer port's side of forwarded lease requests (answered by the leader). */
+  async servePeerLease(kind: "renew" | "ttl", id: bigint): Promise<LeaseForwardReply> {
+    if (!this.raft.isLeader) throw Errors.NotLeader;
+    if (kind === "renew") return { ttl: String(this.lessor.renew(id) ?? 0n) };
+    const t = await this.leaseTimeToLive(id);
+    return { ttl: String(t.ttl), grantedTTL: String(t.grantedTTL), keys: t.keys.map((k) => Buffer.from(k, "latin1").toString("base64")) };
+  }
+
+  private async forwardLease(kind: "renew" | "ttl", id: bigint): Promise<LeaseForwardReply> {
+    const deadline = Date.now() + this.reqTimeoutMs;
+    let last: unknown;
+    while (Date.now() < deadline && !this.stopped) {
+      const urls = await this.leaderPeerUrls();
+      for (const u of urls) {
+        try {
+          const res = await fetchJson(
+            `${u.replace(/\/$/, "")}/leases/${kind}`,
+            { method: "POST", headers: { "Content-Type": "application/json", "X-Etcd-Cluster-ID": idHex(this.clusterId) }, body: JSON.stringify({ id: id.toString() }) },
+            Math.max(1, deadline - Date.now()),
+          );
+          if (res.status === 200) return (await res.json()) as LeaseForwardReply;
+          last = new Error((await res.text()).trim());
+        } catch (err) {
+          last = err;
+        }
+      }
+      await new Promise((r) => setTimeout(r, this.opts.heartbeatIntervalMs));
+    }
+    if (this.stopped) throw Errors.Stopped;
+    this.opts.logger.warn({ err: last }, "forwarding a lease request to the leader failed");
+    throw Errors.Timeout;
+  }
+
   // ---- KV ----
 
   async range(req: RangeRequest): Promise<RangeResponse> {
     if (this.stopped) throw Errors.Stopped;
-    if (!req.serializable) await this.linearizableReadNotify();
+    if (!req.serializable) {
+      // etcd serves only serializable reads on a learner.
+      if (this.isLearner) throw Errors.NotSupportedForLearner;
+      await this.linearizableReadNotify();
+    }
     const resp = await executeRange(req, (k, e, o) => this.store.range(k, e, o));
     return this.stamp(resp);
   }
@@ -807,6 +882,7 @@ export class EtcdServer {
   /** Compaction; with physical, resolves after the data is gone from the backend. */
   async compact(revision: bigint, physical: boolean): Promise<Message> {
     if (this.stopped) throw Errors.Stopped;
+    if (this.isLearner) throw Errors.NotSupportedForLearner;
     const entry = create(InternalRequestSchema, { request: { case: "compaction", value: { revision, physical } } });
     entry.id = this.reqIds.next();
     const result = await this.proposeEntry(entry);
@@ -945,6 +1021,14 @@ function validPeerUrl(u: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** The reply to a lease request forwarded to the leader. */
+export interface LeaseForwardReply {
+  ttl: string;
+  grantedTTL?: string;
+  /** base64 */
+  keys?: string[];
 }
 
 /** Members as the peer port's GET /members lists them. */
