@@ -50,6 +50,8 @@ export async function startMember(cfg: Config, logger: Logger, opts: StartOption
     initialElectionTickAdvance: cfg.initialElectionTickAdvance,
     strictReconfigCheck: cfg.strictReconfigCheck,
     maxLearners: cfg.maxLearners,
+    snapshotCount: cfg.snapshotCount,
+    snapshotCatchUpEntries: cfg.snapshotCatchUpEntries,
     quotaBackendBytes: cfg.quotaBackendBytesEffective ?? -1n,
     maxRequestBytes: cfg.maxRequestBytes,
     maxTxnOps: cfg.maxTxnOps,

@@ -38,7 +38,7 @@ export interface RaftLogStore {
    */
   save(hs: HardState | undefined, entries: readonly Entry[]): Promise<void>;
   /** Records that a snapshot at meta.index exists (entries up to it may be released). Durable on resolve. */
-  saveSnapshot(meta: SnapshotMetadata): Promise<void>;
+  saveSnapshot(meta: SnapshotMetadata, opts?: { replacesLog?: boolean }): Promise<void>;
   /** Records at or below `index` are no longer needed (the backend is fsynced past it). */
   releaseTo(index: bigint): Promise<void>;
   close(): Promise<void>;
@@ -51,7 +51,7 @@ type Rec =
   | { t: "meta"; member: string; cluster: string }
   | { t: "hs"; term: string; vote: string; commit: string }
   | { t: "ents"; e: { i: string; t: string; k: 0 | 1; d: string }[] }
-  | { t: "snap"; i: string; term: string; v: string[]; l: string[] };
+  | { t: "snap"; i: string; term: string; v: string[]; l: string[]; r?: 1 };
 
 export class FileLogStore implements RaftLogStore {
   private closed = false;
@@ -100,7 +100,8 @@ export class FileLogStore implements RaftLogStore {
           break;
         case "snap":
           snap = { index: BigInt(r.i), term: BigInt(r.term), confState: { voters: r.v.map(BigInt), learners: r.l.map(BigInt) } };
-          ents = ents.filter((e) => e.index > snap.index);
+          // A snapshot from the leader replaces the whole log; a local one only compacts it.
+          ents = r.r === 1 ? [] : ents.filter((e) => e.index > snap.index);
           break;
         case "ents": {
           const add: Entry[] = r.e.map((e) => ({
@@ -138,10 +139,10 @@ export class FileLogStore implements RaftLogStore {
     if (recs.length > 0) await this.write(recs);
   }
 
-  async saveSnapshot(m: SnapshotMetadata): Promise<void> {
-    await this.write([
-      { t: "snap", i: m.index.toString(), term: m.term.toString(), v: m.confState.voters.map(String), l: m.confState.learners.map(String) },
-    ]);
+  async saveSnapshot(m: SnapshotMetadata, opts: { replacesLog?: boolean } = {}): Promise<void> {
+    const rec: Rec = { t: "snap", i: m.index.toString(), term: m.term.toString(), v: m.confState.voters.map(String), l: m.confState.learners.map(String) };
+    if (opts.replacesLog === true) rec.r = 1;
+    await this.write([rec]);
   }
 
   async releaseTo(_index: bigint): Promise<void> {

@@ -29,6 +29,7 @@ import {
   type ReadState,
   type SoftState,
   type Status,
+  type Snapshot,
   type RaftLogger,
 } from "../raft/index.js";
 import type { RaftLogStore } from "./raft_log.js";
@@ -66,6 +67,13 @@ export interface StateMachine {
   softState(ss: SoftState, term: bigint): void;
   /** The conf state after a conf change was applied to raft. */
   confState?(cs: ConfState, cc: ConfChange): void;
+  /**
+   * A snapshot from the leader is durable in the raft log: replace the state
+   * machine's state with the one it stands for, before later entries apply.
+   */
+  restore?(snap: Snapshot): Promise<void>;
+  /** Make everything applied so far durable (fsync the backend) before the log is compacted. */
+  beforeCompact?(): Promise<void>;
 }
 
 export interface RaftNodeOptions {
@@ -83,6 +91,13 @@ export interface RaftNodeOptions {
   preVote?: boolean;
   seed?: number;
   logger?: RaftLogger;
+  /**
+   * Take a snapshot every this many applied entries and compact the log,
+   * keeping `catchUpEntries` for slow followers (--snapshot-count,
+   * --snapshot-catchup-entries). 0 = never.
+   */
+  snapshotCount?: bigint;
+  catchUpEntries?: bigint;
   /** Seconds each durable log write took (the WAL fsync metric). */
   onPersist?(seconds: number): void;
   /** A persist or apply failed: memory may be ahead of disk. The node stops. */
@@ -252,7 +267,7 @@ export class RaftNode {
         if (rd.softState !== undefined) this.lastSoft = rd.softState;
         this.o.sink.send(rd.messages);
         if (rd.snapshot !== undefined) {
-          await this.o.log.saveSnapshot(rd.snapshot.metadata);
+          await this.o.log.saveSnapshot(rd.snapshot.metadata, { replacesLog: true });
           this.storage.applySnapshot(rd.snapshot);
         }
         if (rd.entries.length > 0 || rd.hardState !== undefined) {
@@ -265,6 +280,7 @@ export class RaftNode {
         if (rd.hardState !== undefined) this.storage.setHardState(rd.hardState);
         if (this.stopped) return; // stopping: what is durable stays; nothing more is sent or applied
         this.o.sink.send(rd.messagesAfterPersist);
+        if (rd.snapshot !== undefined) await this.o.sm.restore?.(rd.snapshot);
         if (rd.softState !== undefined) this.o.sm.softState(rd.softState, this.rn.raft.term);
         if (rd.readStates.length > 0) this.o.sm.readStates(rd.readStates);
         if (rd.committedEntries.length > 0) {
@@ -278,6 +294,7 @@ export class RaftNode {
           }
         }
         this.rn.advance(rd);
+        await this.maybeSnapshot();
         if (this.wantCampaign && this.rn.raft.raftLog.applied >= this.rn.raft.raftLog.committed) {
           this.wantCampaign = false;
           if (this.rn.raft.state !== "leader") this.rn.campaign();
@@ -288,6 +305,28 @@ export class RaftNode {
     }
     // Work that arrived while the last Ready was being handled.
     if (!this.stopped && this.rn.hasReady()) this.kick();
+  }
+
+  /**
+   * Every snapshotCount applied entries: record a snapshot at the applied index
+   * (its data is the backend itself, dumped when a follower needs it), then
+   * drop log entries older than catchUpEntries before it.
+   */
+  private async maybeSnapshot(): Promise<void> {
+    const every = this.o.snapshotCount ?? 0n;
+    if (every <= 0n) return;
+    const applied = this.rn.raft.raftLog.applied;
+    const snapIndex = this.storage.snapshot().metadata.index;
+    if (applied - snapIndex < every) return;
+    await this.o.sm.beforeCompact?.();
+    const snap = this.storage.createSnapshot(applied, this.rn.raft.trk.confState(), new Uint8Array(0));
+    await this.o.log.saveSnapshot(snap.metadata);
+    const keep = this.o.catchUpEntries ?? 5000n;
+    const compactTo = applied > keep ? applied - keep : 0n;
+    if (compactTo >= this.storage.firstIndex()) {
+      this.storage.compact(compactTo);
+      await this.o.log.releaseTo(compactTo);
+    }
   }
 
   get softState(): SoftState {

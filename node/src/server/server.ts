@@ -13,7 +13,8 @@
 // by every read that arrives meanwhile) and for the apply loop to reach it.
 
 import { create, fromBinary, toBinary, type Message, type MessageInitShape } from "@bufbuild/protobuf";
-import { mkdir } from "node:fs/promises";
+import { mkdir, open as openFile, readFile, rename } from "node:fs/promises";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
 import type { Logger } from "pino";
@@ -38,6 +39,7 @@ import { Transport, idHex, type PeerHandler } from "../transport/index.js";
 import { AlarmStore, Applier, type ApplyResult } from "./applier.js";
 import { executeRange } from "./range.js";
 import { Metrics } from "./metrics.js";
+import { SNAPSHOT_MAGIC, snapshotChunks } from "./snapshot.js";
 import { FileLogStore, type RaftLogStore } from "./raft_log.js";
 import { RaftNode, type Ticker } from "./raft_node.js";
 import { Membership, clusterIdFrom, decodeCcContext, encodeCcContext, memberIdFrom, type MemberInfo } from "./membership.js";
@@ -53,6 +55,10 @@ export interface ServerOptions {
   initialClusterState?: "new" | "existing";
   preVote?: boolean;
   initialElectionTickAdvance?: boolean;
+  /** --snapshot-count: applied entries between raft snapshots (0 = never). */
+  snapshotCount?: bigint;
+  /** --snapshot-catchup-entries: entries kept after a snapshot for slow followers. */
+  snapshotCatchUpEntries?: bigint;
   strictReconfigCheck?: boolean;
   maxLearners?: number;
   /** Effective quota in bytes (etcd: 0 means 2 GiB; negative disables). */
@@ -176,6 +182,8 @@ export class EtcdServer {
       onSnapshotStatus: (id, ok) => this.raft.reportSnapshot(id, ok),
       onRemoved: () => this.onRemovedFromCluster(),
       isRemoved: (id) => this.membership.removed.has(id),
+      snapshotPayload: () => this.snapshotPayload(),
+      onSnapshot: (m, payload) => this.receiveSnapshot(m.snapshot?.metadata.index ?? 0n, payload),
     });
     const rlog = opts.logger.child({ component: "raft" });
     this.raft = new RaftNode({
@@ -187,7 +195,11 @@ export class EtcdServer {
         apply: (ents) => this.applyEntries(ents),
         readStates: (rs) => this.onReadStates(rs),
         softState: (ss) => this.onSoftState(ss),
+        restore: (snap) => this.restoreFromFile(this.snapFile(snap.metadata.index)),
+        beforeCompact: () => this.withApplyLock(() => this.backend.write([{ type: "put", key: metaKey("consistent_index"), value: int64(this.appliedIndex) }], true)),
       },
+      snapshotCount: opts.snapshotCount ?? 10000n,
+      catchUpEntries: opts.snapshotCatchUpEntries ?? 5000n,
       tickMs: opts.heartbeatIntervalMs,
       electionTick: Math.max(2, Math.round(opts.electionTimeoutMs / opts.heartbeatIntervalMs)),
       heartbeatTick: 1,
@@ -266,6 +278,12 @@ export class EtcdServer {
       const store = await MvccStore.open(backend);
       const consistentIndex = (await backend.getMetaInt("consistent_index")) ?? 0n;
       const s = new EtcdServer(opts, backend, store, clusterId, memberId, membership, raftLog, storage, consistentIndex);
+      const snapIndex = storage.snapshot().metadata.index;
+      if (snapIndex > consistentIndex) {
+        // A snapshot from the leader was recorded in the log but the crash came
+        // before the backend was replaced: do it now, from the received file.
+        await s.restoreFromFile(s.snapFile(snapIndex));
+      }
       // Raft learns the configuration before it applies the entries that carry it
       // (etcd's Bootstrap; on restart, from the membership saved with the data).
       const known = bootstrap ?? membership.list();
@@ -652,6 +670,83 @@ export class EtcdServer {
     this.stopped = true;
     if (this.opts.onFatal) this.opts.onFatal(err);
     else process.exit(1);
+  }
+
+  // ---- snapshots from the leader ----
+
+  snapFile(index: bigint): string {
+    return join(this.opts.dataDir, "member", "snap", `${index.toString(16).padStart(16, "0")}.snap.db`);
+  }
+
+  /** What follows a MsgSnap to a follower: a dump of the whole backend (snapshot.ts format). */
+  private async *snapshotPayload(): AsyncGenerator<Uint8Array> {
+    const { chunks } = await snapshotChunks(this);
+    yield* chunks;
+  }
+
+  /** Stores a received backend dump durably before raft learns of the snapshot. */
+  private async receiveSnapshot(index: bigint, payload: AsyncIterable<Buffer>): Promise<void> {
+    const path = this.snapFile(index);
+    await mkdir(join(this.opts.dataDir, "member", "snap"), { recursive: true, mode: 0o700 });
+    const tmp = `${path}.tmp`;
+    const fh = await openFile(tmp, "w", 0o600);
+    try {
+      for await (const chunk of payload) await fh.write(chunk);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, path);
+  }
+
+  /**
+   * Replaces this member's state with a received backend dump: one atomic
+   * backend write (everything deleted, the dump written, this member's identity
+   * kept), then the store, lessor, alarms and membership reload from it, and the
+   * applied index becomes the dump's consistent_index (entries up to it are
+   * skipped when raft delivers them).
+   */
+  async restoreFromFile(path: string): Promise<void> {
+    if (!existsSync(path)) throw new Error(`snapshot file ${path} is missing`);
+    await this.withApplyLock(async () => {
+      const buf = await readFile(path);
+      if (!buf.subarray(0, SNAPSHOT_MAGIC.length).equals(SNAPSHOT_MAGIC)) throw new Error(`${path}: not an etcd-ts snapshot`);
+      const keep = new Set([metaKey("member_id").toString("hex"), metaKey("cluster_id").toString("hex")]);
+      const ops: BatchOp[] = [];
+      for await (const [k] of this.backend.range(Buffer.from([0x00]), Buffer.from([0xff]))) {
+        if (!keep.has(k.toString("hex"))) ops.push({ type: "del", key: k });
+      }
+      let off = SNAPSHOT_MAGIC.length;
+      while (off < buf.length) {
+        const kl = buf.readUInt32BE(off);
+        const key = buf.subarray(off + 4, off + 4 + kl);
+        off += 4 + kl;
+        const vl = buf.readUInt32BE(off);
+        const value = buf.subarray(off + 4, off + 4 + vl);
+        off += 4 + vl;
+        if (!keep.has(key.toString("hex"))) ops.push({ type: "put", key: Buffer.from(key), value: Buffer.from(value) });
+      }
+      await this.backend.write(ops, true);
+      await this.store.reload();
+      this.lessor.clear();
+      await this.lessor.restore(this.backend, this.store.leasedKeys());
+      this.alarms.clear();
+      for await (const [k] of this.backend.range(Buffer.from([NS_ALARM]), Buffer.from([NS_ALARM + 1]))) this.alarms.load(k);
+      const loaded = await Membership.load(this.backend);
+      this.membership.members.clear();
+      this.membership.removed.clear();
+      for (const m of loaded.list()) this.membership.add(m);
+      for (const id of loaded.removed) this.membership.removed.add(id);
+      for (const m of this.membership.list()) {
+        if (m.id === this.memberId) continue;
+        if (this.transport.hasPeer(m.id)) this.transport.updatePeer(m.id, m.peerURLs);
+        else this.transport.addPeer(m.id, m.peerURLs);
+      }
+      for (const id of this.transport.peerIds()) if (this.membership.get(id) === undefined) this.transport.removePeer(id);
+      this.appliedIndex = (await this.backend.getMetaInt("consistent_index")) ?? this.appliedIndex;
+      this.opts.logger.info({ appliedIndex: this.appliedIndex.toString(), revision: this.store.currentRev.toString() }, "restored the backend from a leader snapshot");
+    });
+    this.checkReads();
   }
 
   // ---- membership ----
