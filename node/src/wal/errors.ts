@@ -66,6 +66,14 @@ export class WalFailedError extends WalError {
   }
 }
 
+/** A call on a WAL after close(). */
+export class WalClosedError extends WalError {
+  override name = "WalClosedError";
+  constructor() {
+    super("wal: closed");
+  }
+}
+
 /** A snapshot file failed its checksum or structure checks. */
 export class SnapCorruptError extends WalError {
   override name = "SnapCorruptError";

@@ -2,7 +2,7 @@
 //
 // The WAL and the snapshotter touch the disk only through `Fs`, a handful of
 // calls: open (read / append / create), read, append, fsync, rename, unlink,
-// readdir, truncate, and fsync of a directory. `NodeFs` is the real thing over
+// readdir, rmdir, truncate, and fsync of a directory. `NodeFs` is the real thing over
 // node:fs/promises; `SimFs` (sim_fs.ts) is an in-memory model that remembers
 // what has been fsynced, so tests can crash it and look at what a power cut
 // would have left behind.
@@ -10,13 +10,15 @@
 // Durability contract (what the callers rely on, and what SimFs models):
 // - Bytes appended to a file are durable only after `FsFile.sync()` on it.
 // - A created, renamed or unlinked *name* is durable only after `syncDir()` of
-//   the directory holding it. Until then a crash may or may not keep it.
+//   the directory holding it. Until then a crash may or may not keep it (SimFs
+//   keeps a random prefix of the directory's changes since its last sync, as a
+//   journaling file system does; a rename is one change, never half done).
 // - `truncate()` is durable only after a `sync()` of a handle on that file.
 // - Nothing else is promised: unsynced bytes may be lost, cut short, or come
 //   back partly (sectors missing, zeros, garbage after the end).
 
 import { constants } from "node:fs";
-import { mkdir, open, readdir, readFile, rename, truncate, unlink, type FileHandle } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rename, rmdir, truncate, unlink, type FileHandle } from "node:fs/promises";
 
 /** An open file. Writes only ever go to the end. */
 export interface FsFile {
@@ -38,13 +40,15 @@ export interface Fs {
   openAppend(path: string): Promise<FsFile>;
   /** Creates an empty file for reading and appending, replacing any file of that name. */
   create(path: string): Promise<FsFile>;
-  /** The whole content of a file. */
+  /** The whole content of a file, in a fresh buffer the caller owns (replay keeps views into it). */
   readFile(path: string): Promise<Uint8Array>;
   /** The names in a directory, or [] if the directory does not exist. */
   readdir(dir: string): Promise<string[]>;
   /** Creates a directory and its missing parents. */
   mkdirp(dir: string): Promise<void>;
-  /** Atomically renames a file (same directory in all our uses). */
+  /** Removes an empty directory. */
+  rmdir(dir: string): Promise<void>;
+  /** Atomically renames a file or directory (within one parent directory in all our uses). */
   rename(from: string, to: string): Promise<void>;
   unlink(path: string): Promise<void>;
   /** Cuts a file to `length` bytes. */
@@ -116,6 +120,10 @@ export class NodeFs implements Fs {
 
   async mkdirp(dir: string): Promise<void> {
     await mkdir(dir, { recursive: true, mode: 0o700 });
+  }
+
+  async rmdir(dir: string): Promise<void> {
+    await rmdir(dir);
   }
 
   async rename(from: string, to: string): Promise<void> {

@@ -39,7 +39,8 @@ export interface Frame {
   readonly end: number;
 }
 
-const seedBuf = Buffer.alloc(16);
+/** Scratch for the checksum's prefix: seq, offset and the length field, hashed in one call. */
+const seedBuf = Buffer.alloc(20);
 
 /**
  * The record checksum: CRC-32 (IEEE, zlib's) over, in order, the segment sequence
@@ -49,11 +50,13 @@ const seedBuf = Buffer.alloc(16);
  */
 function recordCrc(seq: bigint, offset: number, buf: Buffer, at: number, payloadLen: number): number {
   seedBuf.writeBigUInt64LE(seq, 0);
-  seedBuf.writeBigUInt64LE(BigInt(offset), 8);
-  let c = crc32(seedBuf);
-  c = crc32(buf.subarray(at, at + 4), c);
-  c = crc32(buf.subarray(at + 8, at + HEADER_SIZE + payloadLen), c);
-  return c;
+  seedBuf.writeUInt32LE(offset >>> 0, 8);
+  seedBuf.writeUInt32LE(Math.floor(offset / 0x100000000), 12);
+  seedBuf[16] = buf[at]!;
+  seedBuf[17] = buf[at + 1]!;
+  seedBuf[18] = buf[at + 2]!;
+  seedBuf[19] = buf[at + 3]!;
+  return crc32(buf.subarray(at + 8, at + HEADER_SIZE + payloadLen), crc32(seedBuf));
 }
 
 /** A record to be written: its type and a writer that fills exactly `size` payload bytes. */
@@ -179,13 +182,19 @@ export function peekEntry(p: Buffer): { index: bigint; term: bigint } | string {
   return { term: p.readBigUInt64LE(0), index: p.readBigUInt64LE(8) };
 }
 
-/** The entry, with its data copied out of the segment buffer. */
+/**
+ * The entry. Its data is a view into the segment buffer, not a copy: copying every
+ * entry costs an allocation each and dominated replay time. The buffer must be one
+ * the caller owns and never reuses (replay reads each segment into a fresh buffer);
+ * a live entry keeps its segment's buffer alive, which costs at most about one
+ * segment of memory per segment still in the log.
+ */
 export function decodeEntry(p: Buffer): Entry {
   return {
     term: p.readBigUInt64LE(0),
     index: p.readBigUInt64LE(8),
     type: p[16] === 1 ? "confChange" : "normal",
-    data: new Uint8Array(p.subarray(ENTRY_FIXED)),
+    data: new Uint8Array(p.buffer, p.byteOffset + ENTRY_FIXED, p.length - ENTRY_FIXED),
   };
 }
 
