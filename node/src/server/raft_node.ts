@@ -267,7 +267,7 @@ export class RaftNode {
         if (rd.softState !== undefined) this.lastSoft = rd.softState;
         this.o.sink.send(rd.messages);
         if (rd.snapshot !== undefined) {
-          await this.o.log.saveSnapshot(rd.snapshot.metadata, { replacesLog: true });
+          await this.o.log.saveSnapshot(rd.snapshot.metadata); // the WAL sees it replaces the log
           this.storage.applySnapshot(rd.snapshot);
         }
         if (rd.entries.length > 0 || rd.hardState !== undefined) {

@@ -40,7 +40,8 @@ import { AlarmStore, Applier, type ApplyResult } from "./applier.js";
 import { executeRange } from "./range.js";
 import { Metrics } from "./metrics.js";
 import { SNAPSHOT_MAGIC, snapshotChunks } from "./snapshot.js";
-import { FileLogStore, type RaftLogStore } from "./raft_log.js";
+import type { RaftLogStore } from "./raft_log.js";
+import { Wal } from "../wal/index.js";
 import { RaftNode, type Ticker } from "./raft_node.js";
 import { Membership, clusterIdFrom, decodeCcContext, encodeCcContext, memberIdFrom, type MemberInfo } from "./membership.js";
 
@@ -216,7 +217,7 @@ export class EtcdServer {
 
   static async start(opts: ServerOptions): Promise<EtcdServer> {
     const dir = join(opts.dataDir, "member", "store");
-    const walDir = join(opts.dataDir, "member", "raftlog");
+    const walDir = join(opts.dataDir, "member", "wal");
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const backend = await Backend.open(dir);
     let raftLog: RaftLogStore | undefined;
@@ -226,14 +227,16 @@ export class EtcdServer {
       let memberId: bigint;
       let clusterId: bigint;
       let bootstrap: MemberInfo[] | undefined;
-      if (FileLogStore.exists(walDir)) {
-        const o = await FileLogStore.open(walDir);
-        raftLog = o.store;
+      const walLog = opts.logger.child({ component: "wal" });
+      const walOpts = { logger: { warn: (o: object, m: string) => walLog.warn(o, m), info: (o: object, m: string) => walLog.info(o, m) } };
+      if (await Wal.exists(walDir)) {
+        const o = await Wal.open(walDir, undefined, walOpts);
+        raftLog = o.wal;
         memberId = o.meta.memberId;
         clusterId = o.meta.clusterId;
         if (o.state.snapshot.index > 0n) storage.applySnapshot({ metadata: o.state.snapshot, data: new Uint8Array(0) });
         storage.append(o.state.entries);
-        if (o.state.hardState !== undefined) storage.setHardState(o.state.hardState);
+        storage.setHardState(o.state.hardState);
       } else if ((opts.initialClusterState ?? "new") === "new") {
         // etcd's bootstrap of a new cluster: every member derives the same IDs from
         // --initial-cluster and starts its log with one committed AddNode per member.
@@ -250,7 +253,7 @@ export class EtcdServer {
         if (me === undefined) throw new Error(`couldn't find local name ${JSON.stringify(opts.name)} in the initial cluster configuration`);
         memberId = me.id;
         clusterId = clusterIdFrom(members.map((m) => m.id));
-        raftLog = await FileLogStore.create(walDir, { memberId, clusterId });
+        raftLog = await Wal.create(walDir, { memberId, clusterId }, walOpts);
         const ents: Entry[] = members.map((m, i) => ({
           term: 1n,
           index: BigInt(i + 1),
@@ -267,7 +270,7 @@ export class EtcdServer {
         const found = await fetchClusterFromPeers(opts);
         memberId = found.memberId;
         clusterId = found.clusterId;
-        raftLog = await FileLogStore.create(walDir, { memberId, clusterId });
+        raftLog = await Wal.create(walDir, { memberId, clusterId }, walOpts);
         bootstrap = found.members;
       }
       const init: BatchOp[] = [
