@@ -747,6 +747,7 @@ export class EtcdServer {
       }
       for (const id of this.transport.peerIds()) if (this.membership.get(id) === undefined) this.transport.removePeer(id);
       this.appliedIndex = (await this.backend.getMetaInt("consistent_index")) ?? this.appliedIndex;
+      this.hub.resyncAll();
       this.opts.logger.info({ appliedIndex: this.appliedIndex.toString(), revision: this.store.currentRev.toString() }, "restored the backend from a leader snapshot");
     });
     this.checkReads();
