@@ -33,7 +33,12 @@ async function main(): Promise<void> {
   for (const w of loaded.warnings) logger.warn(w);
   let member;
   try {
-    member = await startMember(cfg, logger);
+    member = await startMember(cfg, logger, {
+      onRemoved: () => {
+        logger.warn("the member has been permanently removed from the cluster; exiting");
+        process.exit(0);
+      },
+    });
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`etcd-ts: ${err.message}\n`);

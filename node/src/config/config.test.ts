@@ -487,14 +487,13 @@ describe("refused (not supported yet)", () => {
     fails(["--listen-metrics-urls=unixs://sock"], {}, /^--listen-metrics-urls: unixs:\/\/ URLs are not supported yet \(TLS/, "listen-metrics-urls");
     fails(["--initial-cluster=default=https://localhost:2380"], {}, /^--initial-cluster: https:\/\/ URLs are not supported yet/, "initial-cluster");
   });
-  test("clustering: more than one member", () => {
-    fails(
-      ["--initial-cluster=a=http://10.0.0.1:2380,b=http://10.0.0.2:2380", "--name=a", "--initial-advertise-peer-urls=http://10.0.0.1:2380"],
-      {},
-      "clustering (more than one member) is not supported yet: --initial-cluster=a=http://10.0.0.1:2380,b=http://10.0.0.2:2380",
-      "initial-cluster",
-    );
-    fails(["--initial-cluster-state=existing"], {}, "clustering (more than one member) is not supported yet: --initial-cluster-state=existing", "initial-cluster-state");
+  test("clustering: several members, new or existing", () => {
+    const c = run(["--initial-cluster=a=http://10.0.0.1:2380,b=http://10.0.0.2:2380", "--name=a", "--initial-advertise-peer-urls=http://10.0.0.1:2380"]).config;
+    assert.deepEqual(c.initialClusterMembers, [
+      { name: "a", peerUrls: ["http://10.0.0.1:2380"] },
+      { name: "b", peerUrls: ["http://10.0.0.2:2380"] },
+    ]);
+    assert.equal(run(["--initial-cluster-state=existing"]).config.initialClusterState, "existing");
   });
   test("one member with several peer URLs is not clustering", () => {
     const c = run(["--initial-cluster=default=http://localhost:2380,default=http://127.0.0.1:2380"]).config;

@@ -44,7 +44,6 @@
 //   legacy     etcd's own "no longer supported - ignoring" v2 flags.
 // Real etcd flags are never "unknown": a user gets "not supported yet".
 //
-// The one-member limitation lives in refuseClustering() only.
 
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
@@ -1063,7 +1062,6 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Loa
   checkAliases(settings, warnings);
   refuseUnsupported(settings, warnings);
   const config = buildConfig(settings, configFile === "" ? null : configFile, warnings);
-  refuseClustering(config);
   return { kind: "run", config, warnings };
 }
 
@@ -1365,17 +1363,6 @@ function parseRetention(mode: "periodic" | "revision", raw: string): AutoCompact
   if (typeof d === "string") throw bad(`${d} (periodic mode takes hours as a bare integer, or a duration such as 5m, 1h30m)`);
   if (d < 0n) throw bad("must not be negative");
   return { mode, ms: Number(d) / 1e6 };
-}
-
-/**
- * THE single-member limitation. Remove this function (and its call in
- * loadConfig) when Raft clustering lands.
- */
-function refuseClustering(c: Config): void {
-  if (c.initialClusterMembers.length > 1 || c.initialClusterState === "existing") {
-    const what = c.initialClusterState === "existing" ? "--initial-cluster-state=existing" : `--initial-cluster=${c.initialCluster}`;
-    throw new ConfigError(`clustering (more than one member) is not supported yet: ${what}`, c.initialClusterState === "existing" ? "initial-cluster-state" : "initial-cluster");
-  }
 }
 
 /**

@@ -59,6 +59,11 @@ export class Lessor implements LeaseHooks {
     for (const [id, key] of leasedKeys) this.leases.get(id)?.keys.add(key);
   }
 
+  /** Forgets every lease (before restore() from a replaced backend). */
+  clear(): void {
+    this.leases.clear();
+  }
+
   lookup(id: bigint): Lease | undefined {
     return this.leases.get(id);
   }

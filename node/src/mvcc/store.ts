@@ -80,7 +80,7 @@ interface IndexEntry extends KeyIndex {
 }
 
 export class MvccStore {
-  readonly index = new TreeIndex();
+  index = new TreeIndex();
   /** Revision of the last applied change (may not be durable yet). */
   currentRev = 1n;
   /** Revision readers may see: everything up to it is on disk. */
@@ -101,12 +101,31 @@ export class MvccStore {
   /** Rebuilds the index from the backend and resumes an interrupted compaction. */
   static async open(backend: Backend): Promise<MvccStore> {
     const s = new MvccStore(backend);
+    await s.load();
+    return s;
+  }
+
+  /**
+   * Forgets everything in memory and loads the backend again (after the backend
+   * was replaced by a snapshot from the leader).
+   */
+  async reload(): Promise<void> {
+    await this.compacting.catch(() => undefined);
+    this.index = new TreeIndex();
+    this.pending.clear();
+    this.unpublished = [];
+    this.compacting = Promise.resolve();
+    await this.load();
+  }
+
+  private async load(): Promise<void> {
+    const backend = this.backend;
     let maxRev = 1n;
     for await (const [k, v] of backend.range(Buffer.from([NS_KV]), Buffer.from([NS_KV + 1]))) {
       const r = decodeRev(k, 1);
       const { kv, deleted } = decodeKvRecord(v);
       const ks = keyStr(kv.key);
-      const ki = s.index.ensure(ks) as IndexEntry;
+      const ki = this.index.ensure(ks) as IndexEntry;
       if (deleted) {
         if (ki.live) ki.tombstone(r);
         ki.latest = undefined;
@@ -117,14 +136,13 @@ export class MvccStore {
       if (r.main > maxRev) maxRev = r.main;
     }
     const metaRev = (await backend.getMetaInt("rev")) ?? 1n;
-    s.currentRev = s.durableRev = metaRev > maxRev ? metaRev : maxRev;
-    s.finishedCompactRev = (await backend.getMetaInt("compact_rev")) ?? -1n;
+    this.currentRev = this.durableRev = metaRev > maxRev ? metaRev : maxRev;
+    this.finishedCompactRev = (await backend.getMetaInt("compact_rev")) ?? -1n;
     const scheduled = (await backend.getMetaInt("scheduled_compact_rev")) ?? -1n;
-    s.compactRev = scheduled > s.finishedCompactRev ? scheduled : s.finishedCompactRev;
-    if (s.compactRev > 0n) s.index.compact(s.compactRev);
+    this.compactRev = scheduled > this.finishedCompactRev ? scheduled : this.finishedCompactRev;
+    if (this.compactRev > 0n) this.index.compact(this.compactRev);
     // Keys whose leases are attached, for the lessor to rebuild its sets.
-    if (scheduled > s.finishedCompactRev) s.compacting = s.physicalCompact(scheduled);
-    return s;
+    if (scheduled > this.finishedCompactRev) this.compacting = this.physicalCompact(scheduled);
   }
 
   /** Every live key with a lease, for the lessor after restart. */

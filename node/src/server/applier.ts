@@ -63,6 +63,10 @@ export class AlarmStore {
     return b;
   }
 
+  clear(): void {
+    this.alarms.clear();
+  }
+
   load(key: Buffer): void {
     const m = create(AlarmMemberSchema, { memberID: key.readBigUInt64BE(1), alarm: key.readUInt32BE(9) });
     this.alarms.set(key.toString("hex"), m);

@@ -30,7 +30,12 @@ export function hostPort(u: string): { host: string; port: number } {
   return { host, port: Number(url.port || "80") };
 }
 
-export async function startMember(cfg: Config, logger: Logger): Promise<Member> {
+export interface StartOptions {
+  /** This member was removed from the cluster and has stopped (main exits, as etcd does). */
+  onRemoved?: () => void;
+}
+
+export async function startMember(cfg: Config, logger: Logger, opts: StartOptions = {}): Promise<Member> {
   const fresh = !existsSync(join(cfg.dataDir, "member"));
   if (fresh) checkInitialClusterForBootstrap(cfg);
   const server = await EtcdServer.start({
@@ -39,6 +44,14 @@ export async function startMember(cfg: Config, logger: Logger): Promise<Member> 
     advertiseClientUrls: [...cfg.advertiseClientUrls],
     initialAdvertisePeerUrls: [...cfg.initialAdvertisePeerUrls],
     initialClusterToken: cfg.initialClusterToken,
+    initialCluster: cfg.initialClusterMembers.map((m) => ({ name: m.name, peerUrls: [...m.peerUrls] })),
+    initialClusterState: cfg.initialClusterState,
+    preVote: cfg.preVote,
+    initialElectionTickAdvance: cfg.initialElectionTickAdvance,
+    strictReconfigCheck: cfg.strictReconfigCheck,
+    maxLearners: cfg.maxLearners,
+    snapshotCount: cfg.snapshotCount,
+    snapshotCatchUpEntries: cfg.snapshotCatchUpEntries,
     quotaBackendBytes: cfg.quotaBackendBytesEffective ?? -1n,
     maxRequestBytes: cfg.maxRequestBytes,
     maxTxnOps: cfg.maxTxnOps,
@@ -51,6 +64,7 @@ export async function startMember(cfg: Config, logger: Logger): Promise<Member> 
     electionTimeoutMs: cfg.electionTimeout,
     watchProgressNotifyIntervalMs: cfg.watchProgressNotifyInterval,
     logger: logger.child({ component: "server" }),
+    onRemoved: () => void member.stop().finally(() => opts.onRemoved?.()),
   });
   const grpcServer = new grpc.Server({
     // etcd: requests up to max-request-bytes plus 512 KiB of gRPC overhead (checked
@@ -90,7 +104,13 @@ export async function startMember(cfg: Config, logger: Logger): Promise<Member> 
         peer.once("error", reject);
         peer.listen(port, host, () => resolve());
       });
-      closers.push(() => new Promise((r) => peer.close(() => r())));
+      closers.push(
+        () =>
+          new Promise((r) => {
+            peer.close(() => r());
+            peer.closeAllConnections(); // raft streams are long-lived; they would hold close() forever
+          }),
+      );
     }
   } catch (err) {
     for (const c of closers.reverse()) await c().catch(() => undefined);
@@ -99,38 +119,96 @@ export async function startMember(cfg: Config, logger: Logger): Promise<Member> 
     throw err;
   }
   logger.info({ clientUrls: cfg.listenClientUrls, peerUrls: cfg.listenPeerUrls }, "serving");
-  return {
+  let stopping: Promise<void> | undefined;
+  const member: Member = {
     server,
     clientAddrs,
-    async stop() {
-      for (const c of closers.reverse()) await c().catch(() => undefined);
-      grpcServer.forceShutdown();
-      await server.stop();
+    stop() {
+      stopping ??= (async () => {
+        for (const c of closers.reverse()) await c().catch(() => undefined);
+        grpcServer.forceShutdown();
+        await server.stop();
+      })();
+      return stopping;
     },
   };
+  return member;
 }
 
 /** What /health, /livez and /readyz ask of the member. */
 function healthSource(s: EtcdServer): HealthSource {
   return {
     alarms: () => s.alarms.get().map((a) => AlarmType[a.alarm]),
-    hasLeader: () => true, // one member is always its own leader
+    hasLeader: () => s.leader !== 0n,
     serializableRead: async () => void (await s.range(healthRange())),
-    linearizableRead: async () => void (await s.range(healthRange())),
-    isLearner: () => false,
+    linearizableRead: async () => void (await s.range({ ...healthRange(), serializable: false })),
+    isLearner: () => s.isLearner,
   };
 }
 
-/** The peer port: etcd's /version and /members; Raft traffic comes with the clustering work. */
+/**
+ * The peer port: raft traffic (/raft*), and etcd's /version, /members and
+ * /members/promote/<id> (a follower's MemberPromote, forwarded to the leader).
+ */
 function peerHttp(s: EtcdServer): HttpServer {
+  const raft = s.peerHandler();
   return createServer((req, res) => {
+    const url = (req.url ?? "").split("?")[0] ?? "";
     const send = (code: number, body: unknown) => {
-      res.writeHead(code, { "Content-Type": "application/json" });
+      res.writeHead(code, { "Content-Type": "application/json", "X-Etcd-Cluster-ID": s.clusterId.toString(16) });
       res.end(JSON.stringify(body));
     };
-    if (req.method === "GET" && req.url === "/version") return send(200, { etcdserver: SERVER_VERSION, etcdcluster: CLUSTER_VERSION });
-    if (req.method === "GET" && req.url === "/members")
-      return send(200, [{ id: s.memberId.toString(16), name: s.opts.name, peerURLs: s.opts.initialAdvertisePeerUrls, clientURLs: s.opts.advertiseClientUrls }]);
+    if (url.startsWith("/raft")) return raft(req, res);
+    const theirCluster = req.headers["x-etcd-cluster-id"];
+    if (req.method === "POST" && typeof theirCluster === "string" && theirCluster !== s.clusterId.toString(16)) {
+      req.resume();
+      res.writeHead(412, { "Content-Type": "text/plain; charset=utf-8" });
+      res.end("etcdserver: cluster ID mismatch");
+      return;
+    }
+    if (req.method === "GET" && url === "/version") return send(200, { etcdserver: SERVER_VERSION, etcdcluster: CLUSTER_VERSION });
+    if (req.method === "GET" && url === "/members") {
+      return send(
+        200,
+        s.membership.list().map((m) => ({ id: m.id.toString(16), name: m.name, peerURLs: m.peerURLs, clientURLs: m.clientURLs, isLearner: m.isLearner })),
+      );
+    }
+    const lease = /^\/leases\/(renew|ttl)$/.exec(url);
+    if (req.method === "POST" && lease !== null) {
+      const chunks: Buffer[] = [];
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("end", () => {
+        let id: bigint;
+        try {
+          id = BigInt((JSON.parse(Buffer.concat(chunks).toString("utf8")) as { id: string }).id);
+        } catch {
+          res.writeHead(400, { "Content-Type": "text/plain; charset=utf-8" });
+          res.end("bad lease request");
+          return;
+        }
+        s.servePeerLease(lease[1] as "renew" | "ttl", id).then(
+          (r) => send(200, r),
+          (err: unknown) => {
+            res.writeHead(412, { "Content-Type": "text/plain; charset=utf-8" });
+            res.end(err instanceof Error ? err.message : String(err));
+          },
+        );
+      });
+      return;
+    }
+    const promote = /^\/members\/promote\/([0-9a-f]+)$/.exec(url);
+    if (req.method === "POST" && promote !== null) {
+      req.resume();
+      s.promoteMember(BigInt(`0x${promote[1]}`)).then(
+        () => send(200, s.membership.list().map((m) => ({ id: m.id.toString(16), name: m.name, peerURLs: m.peerURLs, clientURLs: m.clientURLs, isLearner: m.isLearner }))),
+        (err: unknown) => {
+          res.writeHead(412, { "Content-Type": "text/plain; charset=utf-8" });
+          res.end(err instanceof Error ? err.message : String(err));
+        },
+      );
+      return;
+    }
+    req.resume();
     res.writeHead(404, { "Content-Type": "text/plain; charset=utf-8" });
     res.end("404 page not found\n");
   });

@@ -1,21 +1,20 @@
-// EtcdServer: one member. It owns the backend, the MVCC store, the lessor,
-// the alarms and the watch hub, and runs the apply loop:
+// EtcdServer: one member of a cluster. It owns the backend, the MVCC store,
+// the lessor, the alarms, the watch hub and the membership, and puts Raft in
+// front of them (design: README.md in this folder):
 //
-//   propose(request) -> queue -> [apply loop] apply a batch in log order
-//                                  -> one atomic, fsynced backend write
-//                                     (data + applied index + meta)
-//                                  -> publish: readers see the new revision,
-//                                     watchers get the changes, callers get
-//                                     their responses.
+//   propose(request) -> raft (forwarded to the leader by raft) -> committed
+//     -> [RaftNode loop] persist to the raft log (fsync) -> apply in log order
+//        -> one atomic backend write (data + consistent_index + meta)
+//        -> publish: readers see the new revision, watchers get the changes,
+//           the proposer (matched by request id) gets its response.
 //
-// A write is acknowledged only after its batch is on disk. Many concurrent
-// requests share one fsync (group commit). Reads are served outside the loop
-// at the durable revision. The log is local for now; the Raft work puts
-// consensus in front of the same apply loop (entries become Raft entries).
+// A write is acknowledged only once a quorum has persisted its entry and this
+// member has applied it. Linearizable reads wait for a ReadIndex round (shared
+// by every read that arrives meanwhile) and for the apply loop to reach it.
 
-import { create, toBinary, type Message, type MessageInitShape } from "@bufbuild/protobuf";
-import { createHash } from "node:crypto";
-import { mkdir } from "node:fs/promises";
+import { create, fromBinary, toBinary, type Message, type MessageInitShape } from "@bufbuild/protobuf";
+import { mkdir, open as openFile, readFile, rename } from "node:fs/promises";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
 import type { Logger } from "pino";
@@ -30,14 +29,21 @@ import {
   type TxnRequest,
 } from "../../gen/etcdserverpb/rpc_pb.js";
 import { InternalRequestSchema, type InternalRequest } from "../../gen/etcdts/internal_pb.js";
-import { Errors } from "../errors.js";
+import { EtcdError, Errors } from "../errors.js";
 import { Lessor, systemClock, type Clock } from "../lease/lessor.js";
 import { Backend, NS_ALARM, NS_KV, int64, metaKey, uint64, type BatchOp } from "../mvcc/backend.js";
 import { MvccStore } from "../mvcc/store.js";
 import { WatchHub } from "../watch/hub.js";
+import { MemoryStorage, Raft, RaftError, encodeConfChange, type ConfChange, type Entry, type ReadState, type SoftState } from "../raft/index.js";
+import { Transport, idHex, type PeerHandler } from "../transport/index.js";
 import { AlarmStore, Applier, type ApplyResult } from "./applier.js";
 import { executeRange } from "./range.js";
 import { Metrics } from "./metrics.js";
+import { SNAPSHOT_MAGIC, snapshotChunks } from "./snapshot.js";
+import type { RaftLogStore } from "./raft_log.js";
+import { Wal } from "../wal/index.js";
+import { RaftNode, type Ticker } from "./raft_node.js";
+import { Membership, clusterIdFrom, decodeCcContext, encodeCcContext, memberIdFrom, type MemberInfo } from "./membership.js";
 
 export interface ServerOptions {
   name: string;
@@ -45,6 +51,17 @@ export interface ServerOptions {
   advertiseClientUrls: string[];
   initialAdvertisePeerUrls: string[];
   initialClusterToken: string;
+  /** --initial-cluster parsed (name and sorted peer URLs); used on first start only. */
+  initialCluster?: { name: string; peerUrls: readonly string[] }[];
+  initialClusterState?: "new" | "existing";
+  preVote?: boolean;
+  initialElectionTickAdvance?: boolean;
+  /** --snapshot-count: applied entries between raft snapshots (0 = never). */
+  snapshotCount?: bigint;
+  /** --snapshot-catchup-entries: entries kept after a snapshot for slow followers. */
+  snapshotCatchUpEntries?: bigint;
+  strictReconfigCheck?: boolean;
+  maxLearners?: number;
   /** Effective quota in bytes (etcd: 0 means 2 GiB; negative disables). */
   quotaBackendBytes: bigint;
   maxRequestBytes: number;
@@ -58,38 +75,76 @@ export interface ServerOptions {
   watchProgressNotifyIntervalMs: number;
   logger: Logger;
   clock?: Clock;
+  ticker?: Ticker;
   /** Called on an unrecoverable error (disk failure); defaults to exiting the process. */
   onFatal?: (err: unknown) => void;
+  /** Called once this member is removed from the cluster (it has stopped serving). */
+  onRemoved?: () => void;
 }
 
-type Proposal = { entry: InternalRequest; readOnly: boolean; resolve: (r: ApplyResult) => void };
-
-/** Entries applied per batch at most; bounds the latency of one fsync round. */
-const MAX_BATCH = 8192;
-/** etcd refuses new proposals when this many are waiting to be applied. */
+/** Proposals waiting to be applied at most; etcd refuses new ones beyond its limit. */
 const MAX_PENDING = 5000 * 4;
 const DEFAULT_QUOTA = 2n * 1024n * 1024n * 1024n;
+/** etcd's readIndexRetryTime: a ReadIndex round that got no answer is asked again. */
+const READ_RETRY_MS = 500;
+/** etcd's readyPercent: a learner may be promoted once its match is this close to the leader's. */
+const LEARNER_READY_PERCENT = 0.9;
+/** etcd's HealthInterval: how long peers must have been connected before a voter is added. */
+const HEALTH_INTERVAL_MS = 5000;
+
+export const LeaderTransferTimeout = new EtcdError(2 /* Unknown */, "etcdserver: request timed out, leader transfer took too long");
+
+type Waiter = (r: ApplyResult) => void;
+interface ReadRound {
+  ctx: string;
+  waiters: { resolve: () => void; reject: (e: Error) => void }[];
+  index: bigint | undefined;
+  retry: NodeJS.Timeout | undefined;
+}
+
+/** etcd's idutil.Generator: member bits, then milliseconds, then a counter. */
+class IdGenerator {
+  private suffix: bigint;
+  constructor(private readonly prefix: bigint) {
+    this.suffix = (BigInt(Date.now()) & ((1n << 40n) - 1n)) << 8n;
+  }
+  next(): bigint {
+    this.suffix++;
+    return (this.prefix << 48n) | (this.suffix & ((1n << 48n) - 1n));
+  }
+}
 
 export class EtcdServer {
   readonly metrics = new Metrics();
   readonly hub: WatchHub;
   readonly alarms = new AlarmStore();
   readonly lessor: Lessor;
+  readonly raft: RaftNode;
+  readonly transport: Transport;
   private readonly applier: Applier;
-  private queue: Proposal[] = [];
-  private applying = false;
   private stopped = false;
-  /** Log index of the last applied entry. */
-  appliedIndex = 0n;
-  term = 0n;
-  private nextRequestId = 1n;
+  private removed = false;
+  /** Log index of the last applied entry (the backend's consistent_index). */
+  appliedIndex: bigint;
+  private readonly reqIds: IdGenerator;
+  private readonly waiters = new Map<bigint, Waiter>();
+  private readonly ccWaiters = new Map<bigint, (err?: Error) => void>();
+  private readonly leaderWaiters = new Set<() => void>();
+  private applyChain: Promise<unknown> = Promise.resolve();
   private timers: NodeJS.Timeout[] = [];
   private dbSize = 0n;
   private dbSizeInUse = 0n;
   private revoking = new Set<bigint>();
   private leaseIdCounter = 0n;
+  private readRound: ReadRound | undefined;
+  private readNext: ReadRound["waiters"] = [];
+  private readCounter = 0n;
+  /** Clock time the current leader was elected (etcd's leadElectedTime). */
+  private leadElectedAt = 0;
+  private published = false;
   readonly clock: Clock;
   readonly quota: bigint;
+  readonly reqTimeoutMs: number;
 
   private constructor(
     readonly opts: ServerOptions,
@@ -97,6 +152,10 @@ export class EtcdServer {
     readonly store: MvccStore,
     readonly clusterId: bigint,
     readonly memberId: bigint,
+    readonly membership: Membership,
+    private readonly raftLog: RaftLogStore,
+    storage: MemoryStorage,
+    consistentIndex: bigint,
   ) {
     this.clock = opts.clock ?? systemClock;
     // etcd's minimum lease TTL: ceil(1.5 election timeouts), in seconds.
@@ -106,42 +165,150 @@ export class EtcdServer {
     this.applier = new Applier(store, this.lessor, this.alarms);
     this.hub = new WatchHub(store, this, opts.maxRequestBytes, opts.watchProgressNotifyIntervalMs);
     this.quota = opts.quotaBackendBytes === 0n ? DEFAULT_QUOTA : opts.quotaBackendBytes;
+    this.reqTimeoutMs = 5000 + 2 * opts.electionTimeoutMs;
+    this.appliedIndex = consistentIndex;
+    this.reqIds = new IdGenerator(memberId & 0xffffn);
+    const tlog = opts.logger.child({ component: "transport" });
+    this.transport = new Transport({
+      clusterId,
+      memberId,
+      logger: {
+        debug: (o, m) => tlog.debug(o, m),
+        info: (o, m) => tlog.info(o, m),
+        warn: (o, m) => tlog.warn(o, m),
+        error: (o, m) => tlog.error(o, m),
+      },
+      onMessage: (m) => this.raft.step(m),
+      onUnreachable: (id) => this.raft.reportUnreachable(id),
+      onSnapshotStatus: (id, ok) => this.raft.reportSnapshot(id, ok),
+      onRemoved: () => this.onRemovedFromCluster(),
+      isRemoved: (id) => this.membership.removed.has(id),
+      snapshotPayload: () => this.snapshotPayload(),
+      onSnapshot: (m, payload) => this.receiveSnapshot(m.snapshot?.metadata.index ?? 0n, payload),
+    });
+    const rlog = opts.logger.child({ component: "raft" });
+    this.raft = new RaftNode({
+      id: memberId,
+      storage,
+      log: raftLog,
+      sink: this.transport,
+      sm: {
+        apply: (ents) => this.applyEntries(ents),
+        readStates: (rs) => this.onReadStates(rs),
+        softState: (ss) => this.onSoftState(ss),
+        restore: (snap) => this.restoreFromFile(this.snapFile(snap.metadata.index)),
+        beforeCompact: () => this.withApplyLock(() => this.backend.write([{ type: "put", key: metaKey("consistent_index"), value: int64(this.appliedIndex) }], true)),
+      },
+      snapshotCount: opts.snapshotCount ?? 10000n,
+      catchUpEntries: opts.snapshotCatchUpEntries ?? 5000n,
+      tickMs: opts.heartbeatIntervalMs,
+      electionTick: Math.max(2, Math.round(opts.electionTimeoutMs / opts.heartbeatIntervalMs)),
+      heartbeatTick: 1,
+      // Committed entries after the snapshot are delivered again; the apply loop skips
+      // those at or below consistent_index, and raft re-learns the conf changes among them.
+      applied: storage.snapshot().metadata.index,
+      preVote: opts.preVote ?? true,
+      logger: { debug: (t) => rlog.debug(t), info: (t) => rlog.info(t), warn: (t) => rlog.warn(t) },
+      onFatal: (err) => this.fatal(err),
+      onPersist: (sec) => this.metrics.fsync.observe(sec),
+      ...(opts.ticker !== undefined ? { ticker: opts.ticker } : {}),
+    });
   }
 
   static async start(opts: ServerOptions): Promise<EtcdServer> {
     const dir = join(opts.dataDir, "member", "store");
+    const walDir = join(opts.dataDir, "member", "wal");
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const backend = await Backend.open(dir);
+    let raftLog: RaftLogStore | undefined;
     try {
-      // Identity is fixed at first start, like etcd's member and cluster IDs.
-      let memberId = await readUint(backend, "member_id");
-      let clusterId = await readUint(backend, "cluster_id");
-      const init: BatchOp[] = [];
-      if (memberId === undefined || clusterId === undefined) {
-        // etcd's derivations: member = sha1(sorted peer URLs + token); cluster =
-        // sha1(sorted member IDs as 8-byte big-endian). Same inputs, same IDs as etcd.
-        memberId = idFrom(Buffer.from([...opts.initialAdvertisePeerUrls].sort().join("") + opts.initialClusterToken));
-        clusterId = idFrom(uint64(memberId));
-        init.push({ type: "put", key: metaKey("member_id"), value: uint64(memberId) });
-        init.push({ type: "put", key: metaKey("cluster_id"), value: uint64(clusterId) });
+      const membership = await Membership.load(backend);
+      const storage = new MemoryStorage();
+      let memberId: bigint;
+      let clusterId: bigint;
+      let bootstrap: MemberInfo[] | undefined;
+      const walLog = opts.logger.child({ component: "wal" });
+      const walOpts = { logger: { warn: (o: object, m: string) => walLog.warn(o, m), info: (o: object, m: string) => walLog.info(o, m) } };
+      if (await Wal.exists(walDir)) {
+        const o = await Wal.open(walDir, undefined, walOpts);
+        raftLog = o.wal;
+        memberId = o.meta.memberId;
+        clusterId = o.meta.clusterId;
+        if (o.state.snapshot.index > 0n) storage.applySnapshot({ metadata: o.state.snapshot, data: new Uint8Array(0) });
+        storage.append(o.state.entries);
+        storage.setHardState(o.state.hardState);
+      } else if ((opts.initialClusterState ?? "new") === "new") {
+        // etcd's bootstrap of a new cluster: every member derives the same IDs from
+        // --initial-cluster and starts its log with one committed AddNode per member.
+        const initial = opts.initialCluster ?? [{ name: opts.name, peerUrls: opts.initialAdvertisePeerUrls }];
+        const members = initial.map((m) => ({
+          id: memberIdFrom(m.peerUrls, opts.initialClusterToken),
+          name: m.name,
+          peerURLs: [...m.peerUrls],
+          clientURLs: [] as string[],
+          isLearner: false,
+        }));
+        members.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+        const me = members.find((m) => m.name === opts.name);
+        if (me === undefined) throw new Error(`couldn't find local name ${JSON.stringify(opts.name)} in the initial cluster configuration`);
+        memberId = me.id;
+        clusterId = clusterIdFrom(members.map((m) => m.id));
+        raftLog = await Wal.create(walDir, { memberId, clusterId }, walOpts);
+        const ents: Entry[] = members.map((m, i) => ({
+          term: 1n,
+          index: BigInt(i + 1),
+          type: "confChange",
+          data: encodeConfChange({ type: "addNode", nodeId: m.id, context: encodeCcContext(m, 0n) }),
+        }));
+        const hs = { term: 1n, vote: 0n, commit: BigInt(ents.length) };
+        await raftLog.save(hs, ents);
+        storage.append(ents);
+        storage.setHardState(hs);
+        bootstrap = members;
+      } else {
+        // Joining a running cluster: learn the cluster and our ID from its members.
+        const found = await fetchClusterFromPeers(opts);
+        memberId = found.memberId;
+        clusterId = found.clusterId;
+        raftLog = await Wal.create(walDir, { memberId, clusterId }, walOpts);
+        bootstrap = found.members;
       }
-      const store = await MvccStore.open(backend);
-      const s = new EtcdServer(opts, backend, store, clusterId, memberId);
-      // A restart is a new election: the term moves on, as in etcd.
-      s.term = ((await readUint(backend, "term")) ?? 1n) + 1n;
-      s.appliedIndex = (await backend.getMetaInt("consistent_index")) ?? 0n;
-      init.push({ type: "put", key: metaKey("term"), value: uint64(s.term) });
+      const init: BatchOp[] = [
+        { type: "put", key: metaKey("member_id"), value: uint64(memberId) },
+        { type: "put", key: metaKey("cluster_id"), value: uint64(clusterId) },
+      ];
       await backend.write(init, true);
+      const store = await MvccStore.open(backend);
+      const consistentIndex = (await backend.getMetaInt("consistent_index")) ?? 0n;
+      const s = new EtcdServer(opts, backend, store, clusterId, memberId, membership, raftLog, storage, consistentIndex);
+      const snapIndex = storage.snapshot().metadata.index;
+      if (snapIndex > consistentIndex) {
+        // A snapshot from the leader was recorded in the log but the crash came
+        // before the backend was replaced: do it now, from the received file.
+        await s.restoreFromFile(s.snapFile(snapIndex));
+      }
+      // Raft learns the configuration before it applies the entries that carry it
+      // (etcd's Bootstrap; on restart, from the membership saved with the data).
+      const known = bootstrap ?? membership.list();
+      for (const m of known) {
+        s.raft.rn.raft.applyConfChange({ type: m.isLearner ? "addLearnerNode" : "addNode", nodeId: m.id });
+        if (m.id !== memberId) s.transport.addPeer(m.id, m.peerURLs);
+      }
       await s.lessor.restore(backend, store.leasedKeys());
       for await (const [k] of backend.range(Buffer.from([NS_ALARM]), Buffer.from([NS_ALARM + 1]))) s.alarms.load(k);
       await s.refreshSize();
+      s.raft.start();
+      const voters = known.filter((m) => !m.isLearner);
+      if (voters.length === 1 && voters[0]!.id === memberId) s.raft.campaignWhenApplied(); // alone: no one to wait for
+      else if (opts.initialElectionTickAdvance ?? true) s.raft.advanceTicks(s.raft.rn.raft.electionTimeout - 1);
       s.startTimers();
       opts.logger.info(
-        { memberId: memberId.toString(16), clusterId: clusterId.toString(16), revision: store.currentRev.toString(), appliedIndex: s.appliedIndex.toString() },
+        { memberId: idHex(memberId), clusterId: idHex(clusterId), revision: store.currentRev.toString(), appliedIndex: s.appliedIndex.toString() },
         "server started",
       );
       return s;
     } catch (err) {
+      await raftLog?.close().catch(() => undefined);
       await backend.close();
       throw err;
     }
@@ -151,10 +318,43 @@ export class EtcdServer {
     if (this.stopped) return;
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
+    this.transport.stop();
+    await this.raft.stop();
     this.hub.stop();
-    while (this.applying) await new Promise((r) => setTimeout(r, 5));
+    this.failPending(Errors.Stopped);
+    await this.applyChain.catch(() => undefined);
     await this.store.compactionDone();
+    await this.raftLog.close().catch(() => undefined);
     await this.backend.close();
+  }
+
+  private failPending(err: Error): void {
+    const r = this.readRound;
+    this.readRound = undefined;
+    if (r?.retry !== undefined) clearTimeout(r.retry);
+    for (const w of [...(r?.waiters ?? []), ...this.readNext]) w.reject(err);
+    this.readNext = [];
+    for (const w of this.waiters.values()) w({ err });
+    this.waiters.clear();
+    for (const w of this.ccWaiters.values()) w(err);
+    this.ccWaiters.clear();
+  }
+
+  /** The peer port's /raft* handler. */
+  peerHandler(): PeerHandler {
+    return this.transport.handler();
+  }
+
+  get term(): bigint {
+    return this.raft.term;
+  }
+
+  get leader(): bigint {
+    return this.raft.lead;
+  }
+
+  get isLearner(): boolean {
+    return this.raft.rn.raft.isLearner;
   }
 
   /** A full response header at `rev`. */
@@ -172,77 +372,597 @@ export class EtcdServer {
   // ---- proposals ----
 
   /**
-   * Proposes one request to the log and resolves with its response once it is
-   * applied and durable. Rejects with the request's error.
+   * Proposes one request and resolves with its response once a quorum has it
+   * and this member has applied it. Rejects with the request's error, or with
+   * etcd's timeout errors. Read-only requests are served locally after a
+   * linearizable read barrier instead.
    */
   async propose<T extends Message>(init: MessageInitShape<typeof InternalRequestSchema>, opts: { readOnly?: boolean } = {}): Promise<T> {
     if (this.stopped) throw Errors.Stopped;
-    if (this.queue.length >= MAX_PENDING) throw Errors.TooManyRequests;
+    if (this.isLearner) throw Errors.NotSupportedForLearner;
     const entry = create(InternalRequestSchema, init);
-    entry.id = this.nextRequestId++;
-    if (!opts.readOnly && toBinary(InternalRequestSchema, entry).length > this.opts.maxRequestBytes) throw Errors.RequestTooLarge;
-    const result = await new Promise<ApplyResult>((resolve) => {
-      this.queue.push({ entry, readOnly: opts.readOnly ?? false, resolve });
-      if (!this.applying) void this.runApplyLoop();
-    });
+    entry.id = this.reqIds.next();
+    if (opts.readOnly) {
+      await this.linearizableReadNotify();
+      const r = await this.withApplyLock(() => this.applier.apply(entry, []));
+      if (r.err !== undefined) throw r.err;
+      return this.stamp(r.resp as T);
+    }
+    const result = await this.proposeEntry(entry);
     if (result.err !== undefined) throw result.err;
     return this.stamp(result.resp as T);
   }
 
-  private async runApplyLoop(): Promise<void> {
-    this.applying = true;
+  private async proposeEntry(entry: InternalRequest): Promise<ApplyResult> {
+    const data = toBinary(InternalRequestSchema, entry);
+    if (data.length > this.opts.maxRequestBytes) throw Errors.RequestTooLarge;
+    if (this.waiters.size >= MAX_PENDING) throw Errors.TooManyRequests;
+    const started = this.clock.now();
+    return new Promise<ApplyResult>((resolve, reject) => {
+      let done = false;
+      const timer = setTimeout(() => {
+        if (done) return;
+        done = true;
+        this.waiters.delete(entry.id);
+        reject(this.timeoutError(started));
+      }, this.reqTimeoutMs);
+      this.waiters.set(entry.id, (r) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        resolve(r);
+      });
+      this.submit(() => this.raft.propose(data), () => done);
+    });
+  }
+
+  /**
+   * Hands a proposal to raft; while there is no leader (raft drops it), waits
+   * for one and tries again, as etcd's proposals wait for a leader.
+   */
+  private submit(fn: () => void, abandoned: () => boolean): void {
+    if (this.stopped || abandoned()) return;
     try {
-      while (this.queue.length > 0) {
-        const batch = this.queue.length <= MAX_BATCH ? this.queue : this.queue.slice(0, MAX_BATCH);
-        this.queue = this.queue.length <= MAX_BATCH ? [] : this.queue.slice(MAX_BATCH);
-        const ops: BatchOp[] = [];
-        const results: ApplyResult[] = [];
-        let logged = 0;
-        for (const p of batch) {
-          if (!p.readOnly) logged++;
-          results.push(await this.applier.apply(p.entry, ops));
-        }
-        this.appliedIndex += BigInt(logged);
-        if (logged > 0) ops.push({ type: "put", key: metaKey("consistent_index"), value: int64(this.appliedIndex) });
-        const t0 = performance.now();
-        try {
-          await this.backend.write(ops, true);
-        } catch (err) {
-          this.fatal(err);
-          return;
-        }
-        this.metrics.fsync.observe((performance.now() - t0) / 1000);
-        this.metrics.proposalsCommitted.inc(logged);
-        for (const { rev, changes } of this.store.markDurable(this.store.currentRev)) this.hub.notify(rev, changes);
-        for (let i = 0; i < batch.length; i++) {
-          const r = results[i]!;
-          if (r.compactRev !== undefined) {
-            const done = this.store.startPhysicalCompaction(r.compactRev);
-            done.catch((err: unknown) => this.fatal(err));
-            (r as ApplyResult & { physical?: Promise<void> }).physical = done;
-          }
-          batch[i]!.resolve(r);
-        }
-      }
+      fn();
     } catch (err) {
-      // An exception inside apply leaves memory ahead of disk: stop, as etcd panics.
-      this.fatal(err);
-    } finally {
-      this.applying = false;
+      if (!(err instanceof RaftError && err.code === "ErrProposalDropped")) throw err;
+      const retry = () => this.submit(fn, abandoned);
+      if (this.raft.lead === 0n) this.leaderWaiters.add(retry);
+      else setTimeout(retry, this.opts.heartbeatIntervalMs).unref(); // e.g. a leader transfer in progress
     }
   }
 
+  /** etcd's parseProposeCtxErr: a timeout that spans a leader election says so. */
+  private timeoutError(started: number): EtcdError {
+    const lostAt = this.leadElectedAt - 2 * this.opts.electionTimeoutMs;
+    if (started > lostAt && started < this.leadElectedAt) return Errors.TimeoutDueToLeaderFail;
+    return Errors.Timeout;
+  }
+
+  private withApplyLock<T>(fn: () => Promise<T>): Promise<T> {
+    const p = this.applyChain.then(fn);
+    this.applyChain = p.catch(() => undefined);
+    return p;
+  }
+
+  /** The state machine: applies committed entries in order (called by the raft loop). */
+  private applyEntries(entries: readonly Entry[]): Promise<void> {
+    return this.withApplyLock(async () => {
+      const ops: BatchOp[] = [];
+      const results: [Waiter, ApplyResult][] = [];
+      const ccDone: [(err?: Error) => void][] = [];
+      let applied = 0;
+      let removedSelf = false;
+      for (const e of entries) {
+        // Exactly once: what the backend already has (consistent_index) is skipped.
+        if (e.index <= this.appliedIndex) continue;
+        if (e.type === "confChange") {
+          const cc = Raft.confChangeOf(e);
+          const ctx = decodeCcContext(cc.context);
+          if (this.applyMembership(cc, ctx?.member)) removedSelf = true;
+          ops.push(this.membership.saveOp());
+          const w = ctx !== undefined ? this.ccWaiters.get(ctx.reqId) : undefined;
+          if (w !== undefined && ctx !== undefined) {
+            this.ccWaiters.delete(ctx.reqId);
+            ccDone.push([w]);
+          }
+        } else if (e.data.length > 0) {
+          const req = fromBinary(InternalRequestSchema, e.data);
+          let r: ApplyResult;
+          if (req.request.case === "memberAttrSet") {
+            const a = req.request.value;
+            const m = this.membership.get(a.memberId);
+            if (m !== undefined) {
+              m.name = a.name;
+              m.clientURLs = [...a.clientUrls];
+              ops.push(this.membership.saveOp());
+            }
+            r = {};
+          } else {
+            r = await this.applier.apply(req, ops);
+          }
+          applied++;
+          const w = this.waiters.get(req.id);
+          if (w !== undefined) {
+            this.waiters.delete(req.id);
+            results.push([w, r]);
+          }
+        }
+        this.appliedIndex = e.index;
+      }
+      ops.push({ type: "put", key: metaKey("consistent_index"), value: int64(this.appliedIndex) });
+      // The raft log is the durability point; this write need not be synced.
+      await this.backend.write(ops, false);
+      this.metrics.proposalsCommitted.inc(applied);
+      for (const { rev, changes } of this.store.markDurable(this.store.currentRev)) this.hub.notify(rev, changes);
+      for (const [w, r] of results) {
+        if (r.compactRev !== undefined) {
+          const done = this.store.startPhysicalCompaction(r.compactRev);
+          done.catch((err: unknown) => this.fatal(err));
+          (r as ApplyResult & { physical?: Promise<void> }).physical = done;
+        }
+        w(r);
+      }
+      for (const [w] of ccDone) w();
+      this.checkReads();
+      if (removedSelf) setImmediate(() => this.onRemovedFromCluster());
+    });
+  }
+
+  /** Applies one membership change to the membership and the transport. Returns true if it removed this member. */
+  private applyMembership(cc: ConfChange, m: MemberInfo | undefined): boolean {
+    const id = cc.nodeId;
+    switch (cc.type) {
+      case "addNode":
+      case "addLearnerNode": {
+        const cur = this.membership.get(id);
+        if (cur !== undefined && cur.isLearner && cc.type === "addNode") this.membership.promote(id);
+        else if (m !== undefined) this.membership.add({ ...m, id, isLearner: cc.type === "addLearnerNode" });
+        const info = this.membership.get(id);
+        if (info !== undefined && id !== this.memberId) this.transport.addPeer(id, info.peerURLs);
+        return false;
+      }
+      case "removeNode":
+        this.membership.remove(id);
+        if (id === this.memberId) return true;
+        this.transport.removePeer(id);
+        return false;
+      case "updateNode": {
+        const cur = this.membership.get(id);
+        if (cur !== undefined && m !== undefined) {
+          cur.peerURLs = [...m.peerURLs];
+          if (id !== this.memberId) this.transport.updatePeer(id, cur.peerURLs);
+        }
+        return false;
+      }
+    }
+  }
+
+  private onRemovedFromCluster(): void {
+    if (this.removed) return;
+    this.removed = true;
+    this.opts.logger.warn("the member has been permanently removed from the cluster; stopping");
+    void this.stop().finally(() => this.opts.onRemoved?.());
+  }
+
+  private onSoftState(ss: SoftState): void {
+    const prevLead = this.lastLead;
+    this.lastLead = ss.lead;
+    if (ss.lead !== prevLead) {
+      this.leadElectedAt = this.clock.now();
+      this.metrics.hasLeader.set(ss.lead !== 0n ? 1 : 0);
+      this.metrics.isLeader.set(ss.state === "leader" ? 1 : 0);
+      if (ss.state === "leader") {
+        // etcd's lessor.Promote: the new leader gives every lease its full TTL again
+        // (plus an election timeout), since no one could renew them meanwhile.
+        const now = this.clock.now();
+        for (const l of this.lessor.all()) l.expiry = now + Number(l.ttl) * 1000 + this.opts.electionTimeoutMs;
+      }
+      if (prevLead !== 0n && this.readRound !== undefined && this.readRound.index === undefined) {
+        const r = this.readRound;
+        this.readRound = undefined;
+        if (r.retry !== undefined) clearTimeout(r.retry);
+        for (const w of r.waiters) w.reject(Errors.LeaderChanged);
+      }
+      if (ss.lead !== 0n) {
+        const ws = [...this.leaderWaiters];
+        this.leaderWaiters.clear();
+        for (const w of ws) w();
+        this.maybePublish();
+      }
+      this.maybeStartRead();
+    }
+  }
+  private lastLead = 0n;
+
+  /** etcd's publish: once there is a leader, replicate this member's name and client URLs. */
+  private maybePublish(): void {
+    if (this.published) return;
+    this.published = true;
+    const attempt = (): void => {
+      if (this.stopped) return;
+      const entry = create(InternalRequestSchema, {
+        request: { case: "memberAttrSet", value: { memberId: this.memberId, name: this.opts.name, clientUrls: this.opts.advertiseClientUrls } },
+      });
+      entry.id = this.reqIds.next();
+      this.proposeEntry(entry).then(
+        () => this.opts.logger.info({ clientUrls: this.opts.advertiseClientUrls }, "published local member to cluster"),
+        () => setTimeout(attempt, 500).unref(),
+      );
+    };
+    attempt();
+  }
+
+  // ---- linearizable reads ----
+
+  /**
+   * Resolves once this member has applied everything committed when the call
+   * was made (etcd's linearizableReadNotify). Reads that arrive while a round is
+   * in flight share the next round.
+   */
+  linearizableReadNotify(): Promise<void> {
+    if (this.stopped) return Promise.reject(Errors.Stopped);
+    return new Promise<void>((resolve, reject) => {
+      let settled = false;
+      const timer = setTimeout(() => {
+        if (settled) return;
+        settled = true;
+        reject(Errors.Timeout);
+      }, this.reqTimeoutMs);
+      this.readNext.push({
+        resolve: () => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          resolve();
+        },
+        reject: (e) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          reject(e);
+        },
+      });
+      this.maybeStartRead();
+    });
+  }
+
+  private maybeStartRead(): void {
+    if (this.stopped || this.readRound !== undefined || this.readNext.length === 0) return;
+    const round: ReadRound = { ctx: "", waiters: this.readNext, index: undefined, retry: undefined };
+    this.readNext = [];
+    this.readRound = round;
+    this.askReadIndex(round);
+  }
+
+  private askReadIndex(round: ReadRound): void {
+    if (this.readRound !== round || this.stopped) return;
+    // A fresh context per attempt, so a late answer to an old one cannot be taken for this one.
+    const ctx = Buffer.alloc(16);
+    ctx.writeBigUInt64BE(this.memberId, 0);
+    ctx.writeBigUInt64BE(++this.readCounter, 8);
+    round.ctx = ctx.toString("hex");
+    if (this.raft.lead !== 0n) this.raft.readIndex(new Uint8Array(ctx));
+    round.retry = setTimeout(() => this.askReadIndex(round), READ_RETRY_MS);
+    round.retry.unref();
+  }
+
+  private onReadStates(rs: readonly ReadState[]): void {
+    const r = this.readRound;
+    if (r === undefined) return;
+    for (const s of rs) {
+      if (Buffer.from(s.requestCtx).toString("hex") === r.ctx) {
+        r.index = s.index;
+        if (r.retry !== undefined) clearTimeout(r.retry);
+        r.retry = undefined;
+      }
+    }
+    this.checkReads();
+  }
+
+  private checkReads(): void {
+    const r = this.readRound;
+    if (r === undefined || r.index === undefined || this.appliedIndex < r.index) return;
+    this.readRound = undefined;
+    for (const w of r.waiters) w.resolve();
+    this.maybeStartRead();
+  }
+
   private fatal(err: unknown): void {
-    this.opts.logger.fatal({ err }, "unrecoverable error in the apply loop; stopping");
+    this.opts.logger.fatal({ err }, "unrecoverable error in the raft loop; stopping");
     this.stopped = true;
     if (this.opts.onFatal) this.opts.onFatal(err);
     else process.exit(1);
+  }
+
+  // ---- snapshots from the leader ----
+
+  snapFile(index: bigint): string {
+    return join(this.opts.dataDir, "member", "snap", `${index.toString(16).padStart(16, "0")}.snap.db`);
+  }
+
+  /** What follows a MsgSnap to a follower: a dump of the whole backend (snapshot.ts format). */
+  private async *snapshotPayload(): AsyncGenerator<Uint8Array> {
+    const { chunks } = await snapshotChunks(this);
+    yield* chunks;
+  }
+
+  /** Stores a received backend dump durably before raft learns of the snapshot. */
+  private async receiveSnapshot(index: bigint, payload: AsyncIterable<Buffer>): Promise<void> {
+    const path = this.snapFile(index);
+    await mkdir(join(this.opts.dataDir, "member", "snap"), { recursive: true, mode: 0o700 });
+    const tmp = `${path}.tmp`;
+    const fh = await openFile(tmp, "w", 0o600);
+    try {
+      for await (const chunk of payload) await fh.write(chunk);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, path);
+  }
+
+  /**
+   * Replaces this member's state with a received backend dump: one atomic
+   * backend write (everything deleted, the dump written, this member's identity
+   * kept), then the store, lessor, alarms and membership reload from it, and the
+   * applied index becomes the dump's consistent_index (entries up to it are
+   * skipped when raft delivers them).
+   */
+  async restoreFromFile(path: string): Promise<void> {
+    if (!existsSync(path)) throw new Error(`snapshot file ${path} is missing`);
+    await this.withApplyLock(async () => {
+      const buf = await readFile(path);
+      if (!buf.subarray(0, SNAPSHOT_MAGIC.length).equals(SNAPSHOT_MAGIC)) throw new Error(`${path}: not an etcd-ts snapshot`);
+      const keep = new Set([metaKey("member_id").toString("hex"), metaKey("cluster_id").toString("hex")]);
+      const ops: BatchOp[] = [];
+      for await (const [k] of this.backend.range(Buffer.from([0x00]), Buffer.from([0xff]))) {
+        if (!keep.has(k.toString("hex"))) ops.push({ type: "del", key: k });
+      }
+      let off = SNAPSHOT_MAGIC.length;
+      while (off < buf.length) {
+        const kl = buf.readUInt32BE(off);
+        const key = buf.subarray(off + 4, off + 4 + kl);
+        off += 4 + kl;
+        const vl = buf.readUInt32BE(off);
+        const value = buf.subarray(off + 4, off + 4 + vl);
+        off += 4 + vl;
+        if (!keep.has(key.toString("hex"))) ops.push({ type: "put", key: Buffer.from(key), value: Buffer.from(value) });
+      }
+      await this.backend.write(ops, true);
+      await this.store.reload();
+      this.lessor.clear();
+      await this.lessor.restore(this.backend, this.store.leasedKeys());
+      this.alarms.clear();
+      for await (const [k] of this.backend.range(Buffer.from([NS_ALARM]), Buffer.from([NS_ALARM + 1]))) this.alarms.load(k);
+      const loaded = await Membership.load(this.backend);
+      this.membership.members.clear();
+      this.membership.removed.clear();
+      for (const m of loaded.list()) this.membership.add(m);
+      for (const id of loaded.removed) this.membership.removed.add(id);
+      for (const m of this.membership.list()) {
+        if (m.id === this.memberId) continue;
+        if (this.transport.hasPeer(m.id)) this.transport.updatePeer(m.id, m.peerURLs);
+        else this.transport.addPeer(m.id, m.peerURLs);
+      }
+      for (const id of this.transport.peerIds()) if (this.membership.get(id) === undefined) this.transport.removePeer(id);
+      this.appliedIndex = (await this.backend.getMetaInt("consistent_index")) ?? this.appliedIndex;
+      this.hub.resyncAll();
+      this.opts.logger.info({ appliedIndex: this.appliedIndex.toString(), revision: this.store.currentRev.toString() }, "restored the backend from a leader snapshot");
+    });
+    this.checkReads();
+  }
+
+  // ---- membership ----
+
+  private proposeConfChange(cc: { type: ConfChange["type"]; nodeId: bigint }, m: MemberInfo): Promise<void> {
+    if (this.stopped) return Promise.reject(Errors.Stopped);
+    const reqId = this.reqIds.next();
+    const context = encodeCcContext(m, reqId);
+    return new Promise<void>((resolve, reject) => {
+      let done = false;
+      const timer = setTimeout(() => {
+        if (done) return;
+        done = true;
+        this.ccWaiters.delete(reqId);
+        reject(Errors.Timeout);
+      }, this.reqTimeoutMs);
+      this.ccWaiters.set(reqId, (err) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        if (err !== undefined) reject(err);
+        else resolve();
+      });
+      this.submit(() => this.raft.proposeConfChange({ ...cc, context }), () => done);
+    });
+  }
+
+  private strict(): boolean {
+    return this.opts.strictReconfigCheck ?? true;
+  }
+
+  /** etcd's IsReadyToAddVotingMember: a quorum of the grown cluster must have started (published). */
+  private readyToAddVoter(): boolean {
+    let members = 1;
+    let started = 0;
+    for (const m of this.membership.list()) {
+      if (m.isLearner) continue;
+      if (m.name !== "") started++;
+      members++;
+    }
+    if (started === 1 && members === 2) return true;
+    return started >= Math.floor(members / 2) + 1;
+  }
+
+  /** etcd's IsReadyToRemoveVotingMember: a quorum of what remains must have started. */
+  private readyToRemoveVoter(id: bigint): boolean {
+    let members = 0;
+    let started = 0;
+    for (const m of this.membership.list()) {
+      if (m.isLearner || m.id === id) continue;
+      if (m.name !== "") started++;
+      members++;
+    }
+    return started >= Math.floor(members / 2) + 1;
+  }
+
+  async addMember(peerURLs: string[], isLearner: boolean): Promise<MemberInfo> {
+    if (peerURLs.length === 0 || !peerURLs.every(validPeerUrl)) throw Errors.MemberBadURLs;
+    for (const m of this.membership.list()) if (m.peerURLs.some((u) => peerURLs.includes(u))) throw Errors.PeerURLExist;
+    if (isLearner && this.membership.learnerCount() >= (this.opts.maxLearners ?? 1)) throw Errors.TooManyLearners;
+    if (!isLearner && this.strict() && !this.readyToAddVoter()) throw Errors.MemberNotEnoughStarted;
+    // etcd's isConnectedFullySince (learners too): every voter reachable for the last health interval.
+    if (this.strict() && !this.connectedToAllVotersSince(Date.now() - HEALTH_INTERVAL_MS)) throw Errors.Unhealthy;
+    const id = memberIdFrom(peerURLs, this.opts.initialClusterToken, Math.floor(Date.now() / 1000));
+    if (this.membership.get(id) !== undefined) throw Errors.MemberExist;
+    const m: MemberInfo = { id, name: "", peerURLs: [...peerURLs], clientURLs: [], isLearner };
+    await this.proposeConfChange({ type: isLearner ? "addLearnerNode" : "addNode", nodeId: id }, m);
+    return m;
+  }
+
+  private connectedToAllVotersSince(since: number): boolean {
+    for (const m of this.membership.list()) {
+      if (m.isLearner || m.id === this.memberId) continue;
+      const t = this.transport.activeSince(m.id);
+      if (t === undefined || t > since) return false;
+    }
+    return true;
+  }
+
+  async removeMember(id: bigint): Promise<void> {
+    const m = this.membership.get(id);
+    if (m === undefined) throw Errors.MemberNotFound;
+    if (!m.isLearner && this.strict() && !this.readyToRemoveVoter(id)) throw Errors.MemberNotEnoughStarted;
+    await this.proposeConfChange({ type: "removeNode", nodeId: id }, m);
+  }
+
+  async updateMember(id: bigint, peerURLs: string[]): Promise<void> {
+    if (peerURLs.length === 0 || !peerURLs.every(validPeerUrl)) throw Errors.MemberBadURLs;
+    const m = this.membership.get(id);
+    if (m === undefined) throw Errors.MemberNotFound;
+    for (const o of this.membership.list()) if (o.id !== id && o.peerURLs.some((u) => peerURLs.includes(u))) throw Errors.PeerURLExist;
+    await this.proposeConfChange({ type: "updateNode", nodeId: id }, { ...m, peerURLs: [...peerURLs] });
+  }
+
+  /**
+   * Promotes a learner to a voter. Only the leader knows whether the learner has
+   * caught up, so a follower forwards the request to the leader's peer URL (etcd
+   * does the same).
+   */
+  async promoteMember(id: bigint): Promise<void> {
+    if (this.stopped) throw Errors.Stopped;
+    if (!this.raft.isLeader) {
+      const lead = this.raft.lead;
+      const lm = lead === 0n ? undefined : this.membership.get(lead);
+      if (lm === undefined) throw Errors.NoLeader;
+      await forwardPromote(lm.peerURLs, id, this.clusterId, this.reqTimeoutMs);
+      return;
+    }
+    const m = this.membership.get(id);
+    if (m === undefined) throw Errors.MemberNotFound;
+    if (!m.isLearner) throw Errors.MemberNotLearner;
+    const progress = this.raft.status().progress;
+    const leaderMatch = progress.get(this.memberId)?.match ?? 0n;
+    const learnerMatch = progress.get(id)?.match ?? 0n;
+    if (Number(learnerMatch) < Number(leaderMatch) * LEARNER_READY_PERCENT) throw Errors.LearnerNotReady;
+    await this.proposeConfChange({ type: "addNode", nodeId: id }, { ...m, isLearner: false });
+  }
+
+  /** Maintenance.MoveLeader: only the leader hands leadership over, and only to a voter. */
+  async moveLeader(target: bigint): Promise<void> {
+    if (!this.raft.isLeader) throw Errors.NotLeader;
+    const m = this.membership.get(target);
+    if (m === undefined || m.isLearner) throw Errors.BadLeaderTransferee;
+    if (target === this.memberId) return;
+    this.raft.transferLeader(target);
+    const deadline = Date.now() + this.reqTimeoutMs;
+    while (this.raft.lead !== target) {
+      if (this.stopped) throw Errors.Stopped;
+      if (Date.now() > deadline) throw LeaderTransferTimeout;
+      await new Promise((r) => setTimeout(r, this.opts.heartbeatIntervalMs));
+    }
+  }
+
+  // ---- leases through the leader ----
+
+  /** The leader's peer URLs, waiting a little for a leader to be known. */
+  private async leaderPeerUrls(): Promise<string[]> {
+    for (let i = 0; ; i++) {
+      const lead = this.raft.lead;
+      const m = lead === 0n ? undefined : this.membership.get(lead);
+      if (m !== undefined) return m.peerURLs;
+      if (this.stopped) throw Errors.Stopped;
+      if (i * this.opts.heartbeatIntervalMs > this.reqTimeoutMs) throw Errors.Timeout;
+      await new Promise((r) => setTimeout(r, this.opts.heartbeatIntervalMs));
+    }
+  }
+
+  /**
+   * LeaseKeepAlive: only the leader's lessor counts (it is the one that expires
+   * leases), so a follower forwards the renewal to the leader's peer URL, as etcd
+   * does. Returns the TTL granted again, or 0 for an unknown or expired lease.
+   */
+  async renewLease(id: bigint): Promise<bigint> {
+    if (this.isLearner) throw Errors.NotSupportedForLearner;
+    if (this.raft.isLeader) return this.lessor.renew(id) ?? 0n;
+    const r = await this.forwardLease("renew", id);
+    return BigInt(r.ttl);
+  }
+
+  /** LeaseTimeToLive from the leader's lessor (TTL -1 for an unknown lease). */
+  async leaseTimeToLive(id: bigint): Promise<{ ttl: bigint; grantedTTL: bigint; keys: string[] }> {
+    if (this.raft.isLeader || this.raft.lead === 0n) {
+      const l = this.lessor.lookup(id);
+      if (l === undefined) return { ttl: -1n, grantedTTL: 0n, keys: [] };
+      return { ttl: this.lessor.remaining(l), grantedTTL: l.ttl, keys: [...l.keys].sort() };
+    }
+    const r = await this.forwardLease("ttl", id);
+    return { ttl: BigInt(r.ttl), grantedTTL: BigInt(r.grantedTTL ?? "0"), keys: (r.keys ?? []).map((k) => Buffer.from(k, "base64").toString("latin1")) };
+  }
+
+  /** The peer port's side of forwarded lease requests (answered by the leader). */
+  async servePeerLease(kind: "renew" | "ttl", id: bigint): Promise<LeaseForwardReply> {
+    if (!this.raft.isLeader) throw Errors.NotLeader;
+    if (kind === "renew") return { ttl: String(this.lessor.renew(id) ?? 0n) };
+    const t = await this.leaseTimeToLive(id);
+    return { ttl: String(t.ttl), grantedTTL: String(t.grantedTTL), keys: t.keys.map((k) => Buffer.from(k, "latin1").toString("base64")) };
+  }
+
+  private async forwardLease(kind: "renew" | "ttl", id: bigint): Promise<LeaseForwardReply> {
+    const deadline = Date.now() + this.reqTimeoutMs;
+    let last: unknown;
+    while (Date.now() < deadline && !this.stopped) {
+      const urls = await this.leaderPeerUrls();
+      for (const u of urls) {
+        try {
+          const res = await fetchJson(
+            `${u.replace(/\/$/, "")}/leases/${kind}`,
+            { method: "POST", headers: { "Content-Type": "application/json", "X-Etcd-Cluster-ID": idHex(this.clusterId) }, body: JSON.stringify({ id: id.toString() }) },
+            Math.max(1, deadline - Date.now()),
+          );
+          if (res.status === 200) return (await res.json()) as LeaseForwardReply;
+          last = new Error((await res.text()).trim());
+        } catch (err) {
+          last = err;
+        }
+      }
+      await new Promise((r) => setTimeout(r, this.opts.heartbeatIntervalMs));
+    }
+    if (this.stopped) throw Errors.Stopped;
+    this.opts.logger.warn({ err: last }, "forwarding a lease request to the leader failed");
+    throw Errors.Timeout;
   }
 
   // ---- KV ----
 
   async range(req: RangeRequest): Promise<RangeResponse> {
     if (this.stopped) throw Errors.Stopped;
+    if (!req.serializable) {
+      // etcd serves only serializable reads on a learner.
+      if (this.isLearner) throw Errors.NotSupportedForLearner;
+      await this.linearizableReadNotify();
+    }
     const resp = await executeRange(req, (k, e, o) => this.store.range(k, e, o));
     return this.stamp(resp);
   }
@@ -260,12 +980,11 @@ export class EtcdServer {
 
   /** Compaction; with physical, resolves after the data is gone from the backend. */
   async compact(revision: bigint, physical: boolean): Promise<Message> {
+    if (this.stopped) throw Errors.Stopped;
+    if (this.isLearner) throw Errors.NotSupportedForLearner;
     const entry = create(InternalRequestSchema, { request: { case: "compaction", value: { revision, physical } } });
-    entry.id = this.nextRequestId++;
-    const result = await new Promise<ApplyResult>((resolve) => {
-      this.queue.push({ entry, readOnly: false, resolve });
-      if (!this.applying) void this.runApplyLoop();
-    });
+    entry.id = this.reqIds.next();
+    const result = await this.proposeEntry(entry);
     if (result.err !== undefined) throw result.err;
     const physicalDone = (result as ApplyResult & { physical?: Promise<void> }).physical;
     if (physical && physicalDone !== undefined) await physicalDone;
@@ -290,8 +1009,9 @@ export class EtcdServer {
     }
   }
 
+  /** Only the leader expires leases (etcd); followers' lessors never revoke on their own. */
   private revokeExpired(): void {
-    if (this.stopped) return;
+    if (this.stopped || !this.raft.isLeader) return;
     for (const id of this.lessor.expired(1000)) {
       if (this.revoking.has(id)) continue;
       this.revoking.add(id);
@@ -356,8 +1076,6 @@ export class EtcdServer {
     };
     every(500, () => this.revokeExpired());
     every(1000, () => void this.refreshSize().catch(() => undefined));
-    this.metrics.hasLeader.set(1);
-    this.metrics.isLeader.set(1);
     this.metrics.quota.set(Number(this.quota));
     this.startAutoCompaction(every);
   }
@@ -395,14 +1113,94 @@ export class EtcdServer {
   }
 }
 
-async function readUint(b: Backend, name: string): Promise<bigint | undefined> {
-  const v = await b.get(metaKey(name));
-  return v === undefined ? undefined : v.readBigUInt64BE();
+function validPeerUrl(u: string): boolean {
+  try {
+    const url = new URL(u);
+    return (url.protocol === "http:" || url.protocol === "https:") && url.host !== "" && (url.pathname === "/" || url.pathname === "");
+  } catch {
+    return false;
+  }
 }
 
-function idFrom(s: Buffer): bigint {
-  const id = createHash("sha1").update(s).digest().readBigUInt64BE(0);
-  return id === 0n ? 1n : id;
+/** The reply to a lease request forwarded to the leader. */
+export interface LeaseForwardReply {
+  ttl: string;
+  grantedTTL?: string;
+  /** base64 */
+  keys?: string[];
+}
+
+/** Members as the peer port's GET /members lists them. */
+export interface PeerMemberJson {
+  id: string;
+  name: string;
+  peerURLs: string[];
+  clientURLs: string[];
+  isLearner?: boolean;
+}
+
+async function fetchJson(url: string, init: RequestInit, timeoutMs: number): Promise<Response> {
+  const ac = new AbortController();
+  const t = setTimeout(() => ac.abort(), timeoutMs);
+  try {
+    return await fetch(url, { ...init, signal: ac.signal });
+  } finally {
+    clearTimeout(t);
+  }
+}
+
+/**
+ * A member starting with --initial-cluster-state existing asks the other
+ * members listed in --initial-cluster for the cluster (etcd's
+ * GetClusterFromRemotePeers) and finds itself by its peer URLs.
+ */
+async function fetchClusterFromPeers(opts: ServerOptions): Promise<{ memberId: bigint; clusterId: bigint; members: MemberInfo[] }> {
+  const mine = [...opts.initialAdvertisePeerUrls].sort().join(",");
+  const urls = (opts.initialCluster ?? []).filter((m) => [...m.peerUrls].sort().join(",") !== mine).flatMap((m) => m.peerUrls);
+  let lastErr: unknown;
+  for (let attempt = 0; attempt < 10; attempt++) {
+    for (const u of urls) {
+      try {
+        const res = await fetchJson(`${u.replace(/\/$/, "")}/members`, {}, 1000);
+        if (res.status !== 200) throw new Error(`GET ${u}/members: HTTP ${res.status}`);
+        const cid = res.headers.get("x-etcd-cluster-id");
+        const list = (await res.json()) as PeerMemberJson[];
+        if (cid === null) throw new Error(`GET ${u}/members: no cluster ID`);
+        const members = list.map((m) => ({
+          id: BigInt(`0x${m.id}`),
+          name: m.name,
+          peerURLs: m.peerURLs,
+          clientURLs: m.clientURLs,
+          isLearner: m.isLearner ?? false,
+        }));
+        const me = members.find((m) => [...m.peerURLs].sort().join(",") === mine);
+        if (me === undefined) throw new Error(`error validating peerURLs: the cluster has no member with peer URLs ${mine} (add it with MemberAdd first)`);
+        return { memberId: me.id, clusterId: BigInt(`0x${cid}`), members };
+      } catch (err) {
+        lastErr = err;
+      }
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  throw new Error(`cannot fetch cluster info from peer urls: ${lastErr instanceof Error ? lastErr.message : String(lastErr)}`);
+}
+
+/** A follower's MemberPromote, done by the leader (POST /members/promote/<id> on its peer port). */
+async function forwardPromote(peerURLs: readonly string[], id: bigint, clusterId: bigint, timeoutMs: number): Promise<void> {
+  let lastErr: unknown = Errors.NoLeader;
+  for (const u of peerURLs) {
+    try {
+      const res = await fetchJson(`${u.replace(/\/$/, "")}/members/promote/${idHex(id)}`, { method: "POST", headers: { "X-Etcd-Cluster-ID": idHex(clusterId) } }, timeoutMs);
+      if (res.status === 200) return;
+      const text = (await res.text()).trim();
+      const known = Object.values(Errors).find((e) => e.message === text);
+      throw known ?? new Error(text);
+    } catch (err) {
+      if (err instanceof EtcdError) throw err;
+      lastErr = err;
+    }
+  }
+  throw lastErr;
 }
 
 /** The single-key read used by health checks. */

@@ -335,6 +335,20 @@ export class WatchHub {
     w.stream.enqueue({ header: { revision: rev }, watchId: w.id, events: part }, partSize);
   }
 
+  /**
+   * The store was replaced under the watchers (a snapshot from the leader):
+   * every watcher catches up from the backend from the revision it expects next
+   * (or is told it was compacted), as etcd moves its synced watchers to unsynced.
+   */
+  resyncAll(): void {
+    for (const w of this.synced) {
+      w.synced = false;
+      this.unsynced.add(w);
+    }
+    this.synced.clear();
+    this.kick();
+  }
+
   /** Schedules a catch-up pass for unsynced watchers. */
   kick(): void {
     if (this.unsynced.size === 0) return;

@@ -32,21 +32,22 @@ export function leaseService(s: EtcdServer) {
     async leaseKeepAlive(stream) {
       for await (const req of stream.requests) {
         const header = s.header(s.store.durableRev);
-        const ttl = s.lessor.renew(req.ID);
-        // An unknown or expired lease answers TTL 0, not an error (etcd).
-        await stream.send(create(LeaseKeepAliveResponseSchema, { header, ID: req.ID, TTL: ttl ?? 0n }));
+        // Renewed by the leader (forwarded from a follower). An unknown or expired
+        // lease answers TTL 0, not an error (etcd).
+        const ttl = await s.renewLease(req.ID);
+        await stream.send(create(LeaseKeepAliveResponseSchema, { header, ID: req.ID, TTL: ttl }));
       }
     },
     async leaseTimeToLive(req) {
       const header = s.header(s.store.durableRev);
-      const l = s.lessor.lookup(req.ID);
-      if (l === undefined) return create(LeaseTimeToLiveResponseSchema, { header, ID: req.ID, TTL: -1n });
+      const t = await s.leaseTimeToLive(req.ID);
+      if (t.ttl === -1n) return create(LeaseTimeToLiveResponseSchema, { header, ID: req.ID, TTL: -1n });
       return create(LeaseTimeToLiveResponseSchema, {
         header,
-        ID: l.id,
-        TTL: s.lessor.remaining(l),
-        grantedTTL: l.ttl,
-        keys: req.keys ? [...l.keys].sort().map((k) => Buffer.from(k, "latin1")) : [],
+        ID: req.ID,
+        TTL: t.ttl,
+        grantedTTL: t.grantedTTL,
+        keys: req.keys ? t.keys.map((k) => Buffer.from(k, "latin1")) : [],
       });
     },
     async leaseLeases() {

@@ -13,7 +13,6 @@ import {
   StatusResponseSchema,
   type AlarmResponse,
 } from "../../../gen/etcdserverpb/rpc_pb.js";
-import { Errors } from "../../errors.js";
 import type { EtcdServer } from "../../server/server.js";
 import { SERVER_VERSION, STORAGE_VERSION } from "../../version.js";
 import { defineService } from "../registry.js";
@@ -31,12 +30,12 @@ export function maintenanceService(s: EtcdServer) {
         version: SERVER_VERSION,
         dbSize,
         dbSizeInUse,
-        leader: s.memberId,
-        raftIndex: s.appliedIndex,
+        leader: s.leader,
+        raftIndex: s.raft.committed,
         raftTerm: s.term,
         raftAppliedIndex: s.appliedIndex,
         errors: s.alarms.get().map((a) => `memberID:${a.memberID} alarm:${AlarmType[a.alarm]} `),
-        isLearner: false,
+        isLearner: s.isLearner,
         storageVersion: STORAGE_VERSION,
         dbSizeQuota: s.quota < 0n ? 0n : s.quota,
         downgradeInfo: create(DowngradeInfoSchema, {}), // no downgrade in progress (etcd 3.6 always sends it)
@@ -70,7 +69,7 @@ export function maintenanceService(s: EtcdServer) {
       await stream.send(create(SnapshotResponseSchema, { header: first ? header : undefined, remainingBytes: 0n, blob: sha.digest(), version: SERVER_VERSION }));
     },
     async moveLeader(req) {
-      if (req.targetID !== s.memberId) throw Errors.BadLeaderTransferee;
+      await s.moveLeader(req.targetID);
       return create(MoveLeaderResponseSchema, { header: s.header(s.store.durableRev) });
     },
   });

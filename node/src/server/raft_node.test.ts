@@ -1,0 +1,193 @@
+// The raft driver with an in-process network, a manual clock and in-memory
+// durable logs: election, replication, forwarding, the persist-before-send
+// rule, and a restart from the durable log.
+
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { MemoryStorage, type Entry, type HardState, type Message, type SnapshotMetadata } from "../raft/index.js";
+import type { RaftLogStore } from "./raft_log.js";
+import { RaftNode, type Ticker } from "./raft_node.js";
+
+/** A durable log in memory. `gate`, when set, holds every save until released. */
+class MemLog implements RaftLogStore {
+  hs: HardState | undefined;
+  entries: Entry[] = [];
+  gate: Promise<void> | undefined;
+  saves = 0;
+  async save(hs: HardState | undefined, ents: readonly Entry[]): Promise<void> {
+    if (this.gate !== undefined) await this.gate;
+    const first = ents[0];
+    if (first !== undefined) this.entries = this.entries.filter((e) => e.index < first.index).concat(ents);
+    if (hs !== undefined) this.hs = hs;
+    this.saves++;
+  }
+  async saveSnapshot(_m: SnapshotMetadata): Promise<void> {}
+  async releaseTo(_i: bigint): Promise<void> {}
+  async close(): Promise<void> {}
+}
+
+class ManualTicker implements Ticker {
+  fns = new Set<() => void>();
+  every(_ms: number, fn: () => void): () => void {
+    this.fns.add(fn);
+    return () => this.fns.delete(fn);
+  }
+  tick(): void {
+    for (const f of [...this.fns]) f();
+  }
+}
+
+interface TestNode {
+  id: bigint;
+  node: RaftNode;
+  log: MemLog;
+  applied: Entry[];
+  sent: Message[];
+  ticker: ManualTicker;
+}
+
+class Net {
+  nodes = new Map<bigint, TestNode>();
+  down = new Set<bigint>();
+
+  add(id: bigint, peers: bigint[], log = new MemLog(), seed = Number(id)): TestNode {
+    const storage = new MemoryStorage();
+    if (log.entries.length > 0) storage.append(log.entries);
+    if (log.hs !== undefined) storage.setHardState(log.hs);
+    const ticker = new ManualTicker();
+    const t: TestNode = { id, log, applied: [], sent: [], ticker, node: undefined as unknown as RaftNode };
+    t.node = new RaftNode({
+      id,
+      storage,
+      log,
+      sink: {
+        send: (msgs) => {
+          for (const m of msgs) {
+            t.sent.push(m);
+            setImmediate(() => {
+              if (this.down.has(m.to) || this.down.has(id)) return;
+              this.nodes.get(m.to)?.node.step(m);
+            });
+          }
+        },
+      },
+      sm: {
+        apply: async (ents) => {
+          t.applied.push(...ents.filter((e) => e.type === "normal" && e.data.length > 0));
+        },
+        readStates: () => {},
+        softState: () => {},
+      },
+      tickMs: 100,
+      electionTick: 10,
+      heartbeatTick: 1,
+      applied: 0n,
+      ticker,
+      seed,
+      onFatal: (err) => {
+        throw err;
+      },
+    });
+    // Bootstrap: every node knows the voters (the server does this from --initial-cluster).
+    for (const p of peers) t.node.rn.raft.applyConfChange({ type: "addNode", nodeId: p });
+    this.nodes.set(id, t);
+    t.node.start();
+    return t;
+  }
+
+  /** Ticks every live node until cond() holds; fails after maxTicks. */
+  async until(what: string, cond: () => boolean, maxTicks = 500): Promise<void> {
+    for (let i = 0; i < maxTicks; i++) {
+      if (cond()) return;
+      for (const n of this.nodes.values()) if (!this.down.has(n.id)) n.ticker.tick();
+      for (let j = 0; j < 5; j++) await new Promise((r) => setImmediate(r));
+    }
+    assert.fail(`not reached within ${maxTicks} ticks: ${what}`);
+  }
+
+  leader(): TestNode | undefined {
+    return [...this.nodes.values()].find((n) => !this.down.has(n.id) && n.node.isLeader);
+  }
+
+  async stop(): Promise<void> {
+    for (const n of this.nodes.values()) await n.node.stop();
+  }
+}
+
+const text = (e: Entry) => Buffer.from(e.data).toString();
+const ids = [1n, 2n, 3n];
+
+test("three nodes elect one leader; a follower's proposal is forwarded, and every node applies the same entries in order", async () => {
+  const net = new Net();
+  for (const id of ids) net.add(id, ids);
+  try {
+    await net.until("a leader", () => net.leader() !== undefined);
+    const leader = net.leader()!;
+    const follower = [...net.nodes.values()].find((n) => n !== leader)!;
+    await net.until("the follower knows the leader", () => follower.node.lead === leader.id);
+    leader.node.propose(Buffer.from("a"));
+    follower.node.propose(Buffer.from("b"));
+    leader.node.propose(Buffer.from("c"));
+    await net.until("all applied 3", () => [...net.nodes.values()].every((n) => n.applied.length === 3));
+    const orders = [...net.nodes.values()].map((n) => n.applied.map((e) => `${e.index}:${text(e)}`).join(","));
+    assert.equal(new Set(orders).size, 1, `same order everywhere: ${orders.join(" | ")}`);
+    assert.deepEqual(new Set(leader.applied.map(text)), new Set(["a", "b", "c"]));
+  } finally {
+    await net.stop();
+  }
+});
+
+test("append acknowledgements leave only after the entries are durable", async () => {
+  const net = new Net();
+  for (const id of ids) net.add(id, ids);
+  try {
+    await net.until("a leader", () => net.leader() !== undefined);
+    const leader = net.leader()!;
+    const f = [...net.nodes.values()].find((n) => n !== leader)!;
+    await net.until("the follower knows the leader", () => f.node.lead === leader.id);
+    // Hold the follower's disk.
+    let release!: () => void;
+    f.log.gate = new Promise<void>((r) => (release = r));
+    const savesBefore = f.log.saves;
+    const acksBefore = f.sent.filter((m) => m.type === "MsgAppResp").length;
+    leader.node.propose(Buffer.from("x"));
+    // The other follower acknowledges, the leader commits; ours still writes.
+    await net.until("commit on the leader", () => leader.applied.some((e) => text(e) === "x"));
+    const lastIndex = leader.node.lastIndex;
+    const ackedWhileWriting = f.sent.slice(acksBefore).filter((m) => m.type === "MsgAppResp" && m.index >= lastIndex && !m.reject);
+    assert.equal(ackedWhileWriting.length, 0, "no ack for entries still being written");
+    assert.equal(f.log.saves, savesBefore);
+    f.log.gate = undefined;
+    release();
+    await net.until("the follower acknowledges after its write", () =>
+      f.sent.some((m) => m.type === "MsgAppResp" && m.index >= lastIndex && !m.reject),
+    );
+    assert.ok(f.log.entries.some((e) => text(e) === "x"), "the entry is in its durable log");
+  } finally {
+    await net.stop();
+  }
+});
+
+test("a node restarted from its durable log keeps its entries and catches up", async () => {
+  const net = new Net();
+  for (const id of ids) net.add(id, ids);
+  try {
+    await net.until("a leader", () => net.leader() !== undefined);
+    const leader = net.leader()!;
+    const f = [...net.nodes.values()].find((n) => n !== leader)!;
+    for (const v of ["1", "2"]) leader.node.propose(Buffer.from(v));
+    await net.until("f applied 2", () => f.applied.length === 2);
+    // Crash f: its memory is gone, its MemLog (the disk) is kept.
+    net.down.add(f.id);
+    await f.node.stop();
+    for (const v of ["3", "4"]) leader.node.propose(Buffer.from(v));
+    await net.until("leader applied 4", () => leader.applied.length === 4);
+    net.down.delete(f.id);
+    const g = net.add(f.id, ids, f.log, 99);
+    assert.equal(g.node.lastIndex >= 3n, true, "the log came back from disk");
+    await net.until("restarted node applied all 4", () => g.applied.length === 4);
+    assert.deepEqual(g.applied.map(text), ["1", "2", "3", "4"]);
+  } finally {
+    await net.stop();
+  }
+});

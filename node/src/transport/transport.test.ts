@@ -1,0 +1,153 @@
+// Two real Transports on loopback HTTP servers: delivery both ways, refusal of
+// another cluster and of a removed member, and reconnection after a peer
+// restarts on the same port.
+
+import assert from "node:assert/strict";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { test } from "node:test";
+import { msg, type Message } from "../raft/index.js";
+import { Transport, type TransportOptions } from "./index.js";
+
+interface End {
+  t: Transport;
+  server: Server;
+  url: string;
+  got: Message[];
+  removedBy: bigint[];
+}
+
+const FAST = { backoffBaseMs: 20, backoffMaxMs: 200, refusedRetryMs: 200, keepaliveIntervalMs: 100, readIdleTimeoutMs: 1000, dialTimeoutMs: 1000 };
+
+type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+
+async function listen(port = 0): Promise<{ server: Server; port: number; setHandler: (h: Handler) => void }> {
+  let handler: Handler = (_req, res) => {
+    res.writeHead(503);
+    res.end();
+  };
+  const server = createServer((req, res) => handler(req, res));
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, "127.0.0.1", () => resolve());
+  });
+  return { server, port: (server.address() as AddressInfo).port, setHandler: (h) => (handler = h) };
+}
+
+async function end(clusterId: bigint, memberId: bigint, port = 0, extra: Partial<TransportOptions> = {}): Promise<End> {
+  const l = await listen(port);
+  const got: Message[] = [];
+  const removedBy: bigint[] = [];
+  const t = new Transport({
+    clusterId,
+    memberId,
+    limits: FAST,
+    onMessage: (m) => got.push(m),
+    onRemoved: (by) => removedBy.push(by),
+    ...extra,
+  });
+  l.setHandler(t.handler());
+  return { t, server: l.server, url: `http://127.0.0.1:${l.port}`, got, removedBy };
+}
+
+async function close(e: End): Promise<void> {
+  e.t.stop();
+  e.server.closeAllConnections();
+  await new Promise<void>((r) => e.server.close(() => r()));
+}
+
+async function until(what: string, cond: () => boolean, capMs = 20_000): Promise<void> {
+  const deadline = Date.now() + capMs;
+  while (!cond()) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+const hb = (from: bigint, to: bigint, term: bigint) => msg({ type: "MsgHeartbeat", from, to, term, commit: 0n });
+
+test("messages flow both ways between two members, in order", async () => {
+  const a = await end(7n, 1n);
+  const b = await end(7n, 2n);
+  try {
+    a.t.addPeer(2n, [b.url]);
+    b.t.addPeer(1n, [a.url]);
+    await until("both links active", () => a.t.activeSince(2n) !== undefined && b.t.activeSince(1n) !== undefined);
+    for (let i = 1n; i <= 20n; i++) a.t.send([hb(1n, 2n, i)]);
+    b.t.send([
+      msg({ type: "MsgApp", from: 2n, to: 1n, term: 3n, index: 4n, logTerm: 2n, commit: 4n, entries: [{ term: 3n, index: 5n, type: "normal", data: new Uint8Array([1, 2, 3]) }] }),
+    ]);
+    await until("20 heartbeats at b", () => b.got.length === 20);
+    await until("the append at a", () => a.got.length === 1);
+    assert.deepEqual(b.got.map((m) => m.term), Array.from({ length: 20 }, (_, i) => BigInt(i + 1)));
+    const app = a.got[0]!;
+    assert.equal(app.type, "MsgApp");
+    assert.equal(app.from, 2n);
+    assert.deepEqual([...app.entries[0]!.data], [1, 2, 3]);
+  } finally {
+    await close(a);
+    await close(b);
+  }
+});
+
+test("a member of another cluster is refused; nothing it sends is delivered", async () => {
+  const a = await end(7n, 1n);
+  const stranger = await end(8n, 2n);
+  try {
+    a.t.addPeer(2n, [stranger.url]);
+    stranger.t.addPeer(1n, [a.url]);
+    for (let i = 0; i < 10; i++) {
+      stranger.t.send([hb(2n, 1n, 1n)]);
+      a.t.send([hb(1n, 2n, 1n)]);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal(a.got.length, 0);
+    assert.equal(stranger.got.length, 0);
+    assert.equal(a.t.activeSince(2n), undefined);
+    assert.match(a.t.peerStatus(2n)?.lastError ?? "", /cluster ID mismatch/);
+  } finally {
+    await close(a);
+    await close(stranger);
+  }
+});
+
+test("a removed member is refused and told so", async () => {
+  const a = await end(7n, 1n);
+  const b = await end(7n, 2n);
+  try {
+    a.t.addPeer(2n, [b.url]);
+    b.t.addPeer(1n, [a.url]);
+    await until("link active", () => a.t.activeSince(2n) !== undefined);
+    a.t.removePeer(2n);
+    await until("b learns it was removed", () => b.removedBy.length > 0);
+    assert.equal(b.removedBy[0], 1n);
+    const before = a.got.length;
+    b.t.send([hb(2n, 1n, 9n)]);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(a.got.length, before);
+  } finally {
+    await close(a);
+    await close(b);
+  }
+});
+
+test("after a peer restarts on the same port, the link comes back and messages flow again", async () => {
+  const a = await end(7n, 1n);
+  let b = await end(7n, 2n);
+  const port = Number(new URL(b.url).port);
+  try {
+    a.t.addPeer(2n, [b.url]);
+    b.t.addPeer(1n, [a.url]);
+    await until("link active", () => a.t.activeSince(2n) !== undefined && b.t.activeSince(1n) !== undefined);
+    await close(b);
+    await until("a notices b is gone", () => a.t.activeSince(2n) === undefined);
+    b = await end(7n, 2n, port);
+    b.t.addPeer(1n, [a.url]);
+    await until("link active again", () => a.t.activeSince(2n) !== undefined && b.t.activeSince(1n) !== undefined);
+    a.t.send([hb(1n, 2n, 42n)]);
+    await until("delivery after the restart", () => b.got.some((m) => m.term === 42n));
+  } finally {
+    await close(a);
+    await close(b);
+  }
+});
