@@ -188,7 +188,16 @@ export class Reconciler {
     for (const k of volumesToDelete(g.facts)) {
       const pvc = g.pvcs.find((p) => p.metadata.name === names.pvc(c, k));
       await this.d.kube.delete(...PVC, c.metadata.namespace, names.pvc(c, k), pvc?.metadata["uid"] as string | undefined);
-      await this.d.kube.event(c, "Normal", "VolumeDeleted", `deleted volume ${names.pvc(c, k)} of removed ordinal ${k} (onScaleIn: Delete)`);
+      await this.event(c, "Normal", "VolumeDeleted", `deleted volume ${names.pvc(c, k)} of removed ordinal ${k} (onScaleIn: Delete)`, log);
+    }
+  }
+
+  /** Events are for people; failing to record one never fails the pass. */
+  private async event(c: EtcdCluster, type: "Normal" | "Warning", reason: string, message: string, log: Logger): Promise<void> {
+    try {
+      await this.d.kube.event(c, type, reason, message);
+    } catch (err) {
+      log.warn({ reason, err: err instanceof Error ? err.message : String(err) }, "could not record event");
     }
   }
 
@@ -210,7 +219,7 @@ export class Reconciler {
     const changed = async (kind: string, reason: string, message: string): Promise<void> => {
       log.info({ kind, reason }, message);
       this.d.onMembershipChange?.(kind);
-      await this.d.kube.event(c, "Normal", reason, message);
+      await this.event(c, "Normal", reason, message, log);
     };
     switch (a.kind) {
       case "bootstrap":
@@ -261,7 +270,7 @@ export class Reconciler {
           const known = (c.status?.members ?? []).map((m) => ordinalOf(c, m.peerURL ?? m.name)).filter((o): o is number => o !== undefined);
           await this.applyStatefulSet(c, known.length > 0 ? Math.max(...known) + 1 : 1);
         }
-        await this.d.kube.event(c, "Warning", a.reason, a.message);
+        await this.event(c, "Warning", a.reason, a.message, log);
         return;
       case "wait":
       case "none":
