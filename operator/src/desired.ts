@@ -192,7 +192,8 @@ export const MEMBER_COMMAND = ["node", "/app/dist/node/src/main.js"] as const;
 
 /**
  * The StatefulSet. `replicas` is not derived from spec.size: the reconciler moves it one
- * member at a time, after the matching membership change.
+ * member at a time, after the matching membership change. Its volumeClaimTemplates are
+ * immutable once created; the reconciler sends the live ones back (see applyStatefulSet).
  */
 export function statefulSet(c: EtcdCluster, replicas: number, o: BuildOptions): KObject {
   const labels = { ...(c.spec.podTemplate?.metadata?.labels ?? {}), ...commonLabels(c) };

@@ -210,7 +210,16 @@ export class Reconciler {
   }
 
   private async applyStatefulSet(c: EtcdCluster, replicas: number): Promise<void> {
-    await this.applyIfChanged(statefulSet(c, replicas, this.d.build));
+    const live = await this.d.kube.get(...STS, c.metadata.namespace, names.statefulSet(c));
+    const claims = (live?.["spec"] as { volumeClaimTemplates?: unknown[] } | undefined)?.volumeClaimTemplates;
+    const desired = statefulSet(c, replicas, this.d.build);
+    if (live !== undefined && inputHashOf(live) === inputHashOf(desired)) return;
+    if (live !== undefined) {
+      // Claim templates cannot change after creation: keep the live ones (the hash still
+      // covers the spec, so a grown storage.size is one write, not one per pass).
+      desired["spec"] = { ...(desired["spec"] as Record<string, unknown>), volumeClaimTemplates: stripClaimStatus(claims ?? []) };
+    }
+    await this.d.kube.apply(desired);
   }
 
   private async act(c: EtcdCluster, g: Gathered, a: Action, mem: Membership, log: Logger): Promise<void> {
@@ -304,6 +313,14 @@ export class Reconciler {
     if (version !== undefined) status.currentVersion = version;
     await this.d.kube.applyStatus(c, status);
   }
+}
+
+/** Claim templates as the server returns them, minus what the server adds (status). */
+function stripClaimStatus(claims: unknown[]): unknown[] {
+  return claims.map((t) => {
+    const { status: _status, ...rest } = t as Record<string, unknown>;
+    return rest;
+  });
 }
 
 function podReady(p: KObject): boolean {
