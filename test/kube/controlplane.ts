@@ -130,6 +130,8 @@ export async function startControlPlane(opts: { readyTimeoutMs?: number } = {}):
       "--authorization-mode=RBAC",
       "--service-cluster-ip-range=10.96.0.0/16",
       "--allow-privileged=true",
+      // The kubernetes Service cannot point at a loopback address; envtest turns it off too.
+      "--endpoint-reconciler-type=none",
       "--enable-priority-and-fairness=false",
       "--v=1",
     ], { stdio: ["ignore", out, out] });
