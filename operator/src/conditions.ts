@@ -54,6 +54,7 @@ function degraded(f: Facts, a: Action): Want {
     return { type: t, status: "True", reason: "UnhealthyMembers", message: `unhealthy: ${sick.map((m) => m.name || m.id).join(", ")}` };
   }
   if (f.members === undefined && f.bootstrapped) return { type: t, status: "True", reason: "NoMemberAnswers", message: "no member answers" };
+  if (f.members === undefined) return { type: t, status: "False", reason: "Bootstrapping", message: "no member has started yet" };
   return { type: t, status: "False", reason: "Healthy", message: "all members healthy" };
 }
 
