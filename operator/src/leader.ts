@@ -22,6 +22,9 @@ export function leaseDecision(lease: LeaseState | undefined, identity: string, n
   return nowMs > expires ? "takeover" : "wait";
 }
 
+/** Lease times are MicroTime (six fractional digits); a plain Date would send three and be refused. */
+const micro = (ms: number): k8s.V1MicroTime => new k8s.V1MicroTime(ms);
+
 export interface ElectorOptions {
   readonly namespace: string;
   readonly name: string;
@@ -61,12 +64,12 @@ export class LeaderElector {
     };
     const decision = leaseDecision(state, identity, this.now());
     if (decision === "wait") return false;
-    const now = new Date(this.now());
+    const now = this.now();
     const spec: k8s.V1LeaseSpec = {
       holderIdentity: identity,
       leaseDurationSeconds: this.o.leaseDurationSeconds,
-      renewTime: now as unknown as k8s.V1MicroTime,
-      acquireTime: (decision === "renew" ? lease?.spec?.acquireTime ?? now : now) as unknown as k8s.V1MicroTime,
+      renewTime: micro(now),
+      acquireTime: micro(decision === "renew" && lease?.spec?.acquireTime !== undefined ? new Date(lease.spec.acquireTime).getTime() : now),
       leaseTransitions: (lease?.spec?.leaseTransitions ?? 0) + (decision === "takeover" ? 1 : 0),
     };
     try {
@@ -116,7 +119,14 @@ export class LeaderElector {
       if (lease.spec?.holderIdentity !== this.o.identity) return;
       await this.api.replaceNamespacedLease({
         name: this.o.name, namespace: this.o.namespace,
-        body: { ...lease, spec: { ...lease.spec, holderIdentity: "", leaseDurationSeconds: 1 } },
+        body: {
+          ...lease,
+          spec: {
+            ...lease.spec, holderIdentity: "", leaseDurationSeconds: 1,
+            renewTime: micro(this.now()),
+            acquireTime: lease.spec.acquireTime === undefined ? undefined : micro(new Date(lease.spec.acquireTime).getTime()),
+          },
+        },
       });
     } catch {
       /* best effort */
