@@ -38,6 +38,8 @@ export interface ControlPlane {
   readonly kubeconfig: string;
   readonly dir: string;
   readonly caPem: string;
+  /** Client URL of the etcd behind the API server (for tests that compact it, say). */
+  readonly etcdClientUrl: string;
   /** Runs kubectl with the admin kubeconfig; never throws, returns the outcome. */
   kubectl(args: readonly string[], input?: string): { status: number | null; stdout: string; stderr: string };
   /** A kubeconfig that authenticates as a ServiceAccount (token from the TokenRequest API). */
@@ -155,8 +157,9 @@ export async function startControlPlane(opts: { readyTimeoutMs?: number } = {}):
       const r = spawnSync(tools.kubectl, ["--kubeconfig", kubeconfig, ...args], { encoding: "utf8", input, timeout: 120_000 });
       return { status: r.status, stdout: r.stdout ?? "", stderr: (r.stderr ?? "") + (r.error ? String(r.error) : "") };
     };
+    const etcdClientUrl = etcd.clientUrl;
     return {
-      url, kubeconfig, dir, caPem, kubectl,
+      url, kubeconfig, dir, caPem, kubectl, etcdClientUrl,
       serviceAccountKubeconfig(namespace: string, name: string): string {
         const r = kubectl(["create", "token", name, "-n", namespace, "--duration=1h"]);
         if (r.status !== 0) throw new Error(`kubectl create token: ${r.stderr}`);
