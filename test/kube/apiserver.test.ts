@@ -167,7 +167,7 @@ describe("on a real kube-apiserver", () => {
       const children = [["service", "demo"], ["service", "demo-members"], ["configmap", "demo-cluster"], ["poddisruptionbudget", "demo"], ["statefulset", "demo"]];
       const versions: string[] = [];
       for (const [kind, name] of children) {
-        const o = JSON.parse(must(["get", "-n", "apps", `${kind}/${name}`, "-o", "json"])) as { metadata: { resourceVersion: string; ownerReferences: { uid: string; controller: boolean }[]; managedFields: { manager: string; operation: string }[] } };
+        const o = JSON.parse(must(["get", "-n", "apps", `${kind}/${name}`, "-o", "json", "--show-managed-fields"])) as { metadata: { resourceVersion: string; ownerReferences: { uid: string; controller: boolean }[]; managedFields: { manager: string; operation: string }[] } };
         assert.deepEqual(o.metadata.ownerReferences.map((r) => [r.uid, r.controller]), [[uid, true]], `${kind}/${name} owner`);
         assert.ok(o.metadata.managedFields.some((f) => f.manager === "etcd-ts-operator" && f.operation === "Apply"), `${kind}/${name} applied server-side`);
         versions.push(o.metadata.resourceVersion);
