@@ -11,7 +11,7 @@
 //                started, so a holder stamped with an ID that is no longer a member is known
 //                to hold a removed member's data ("stale") and is never reused.
 
-import { quorum } from "./desired.js";
+import { quantityBytes, quorum } from "./desired.js";
 
 export interface MemberFact {
   /** Member ID as 16 hex digits. */
@@ -31,6 +31,8 @@ export interface MemberFact {
 
 export interface HolderFact {
   readonly ordinal: number;
+  /** A PVC's requested storage (undefined for pods, the emptyDir holders). */
+  readonly requested?: string | undefined;
   /** The member ID stamped on it, if any. */
   readonly memberId: string | undefined;
   readonly deleting: boolean;
@@ -57,6 +59,8 @@ export interface Facts {
   /** Volumes persist (PVCs), or data lives and dies with the pod (emptyDir). */
   readonly persistent: boolean;
   readonly onScaleIn: "Delete" | "Retain";
+  /** spec.storage.size, when storage is persistent. */
+  readonly storageSize?: string | undefined;
   readonly replaceUnhealthyAfterMs: number;
   readonly now: number;
 }
@@ -290,6 +294,21 @@ export function volumesToDelete(f: Facts): number[] {
   const ords = memberOrdinals(f);
   return f.holders
     .filter((h) => !h.deleting && h.ordinal >= f.stsReplicas! && !ords.has(h.ordinal) && !f.pods.some((p) => p.ordinal === h.ordinal))
+    .map((h) => h.ordinal)
+    .sort((a, b) => a - b);
+}
+
+/** PVCs asking for less than spec.storage.size: grow them (the CRD refuses shrinking). */
+export function volumesToGrow(f: Facts): number[] {
+  if (!f.persistent || f.storageSize === undefined) return [];
+  const want = quantityBytes(f.storageSize);
+  if (want === undefined) return [];
+  return f.holders
+    .filter((h) => {
+      if (h.deleting || h.requested === undefined) return false;
+      const have = quantityBytes(h.requested);
+      return have !== undefined && have < want;
+    })
     .map((h) => h.ordinal)
     .sort((a, b) => a - b);
 }

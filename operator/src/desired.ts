@@ -166,6 +166,25 @@ export function clusterConfigMap(c: EtcdCluster, members: ReadonlyArray<{ name: 
   });
 }
 
+const SUFFIX: Record<string, bigint> = {
+  "": 1n, k: 1000n, M: 1000n ** 2n, G: 1000n ** 3n, T: 1000n ** 4n, P: 1000n ** 5n, E: 1000n ** 6n,
+  Ki: 1024n, Mi: 1024n ** 2n, Gi: 1024n ** 3n, Ti: 1024n ** 4n, Pi: 1024n ** 5n, Ei: 1024n ** 6n,
+};
+
+/**
+ * A Kubernetes quantity in bytes, rounded up (1.5Gi, 500M, 1e9 is not handled: undefined).
+ * Only what storage sizes use; anything else is undefined and the caller leaves it alone.
+ */
+export function quantityBytes(q: string | number): bigint | undefined {
+  const m = /^([0-9]+)(?:\.([0-9]+))?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$/.exec(String(q).trim());
+  if (m === null) return undefined;
+  const mult = SUFFIX[m[3] ?? ""] ?? 1n;
+  const frac = m[2] ?? "";
+  const scale = 10n ** BigInt(frac.length);
+  const num = (BigInt(m[1] ?? "0") * scale + BigInt(frac === "" ? "0" : frac)) * mult;
+  return (num + scale - 1n) / scale;
+}
+
 /** Members needed for a majority of `voters`. */
 export function quorum(voters: number): number {
   return Math.floor(voters / 2) + 1;

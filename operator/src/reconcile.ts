@@ -16,7 +16,7 @@ import type { Logger } from "pino";
 import { effectiveSize } from "./api.js";
 import type { EtcdCluster, EtcdClusterStatus, MemberStatus as StatusMember } from "./api.js";
 import { ANNOTATION_MEMBER_ID } from "./api.js";
-import { decide, holdersToStamp, nextUnhealthySince, volumesToDelete } from "./checks.js";
+import { decide, holdersToStamp, nextUnhealthySince, volumesToDelete, volumesToGrow } from "./checks.js";
 import type { Action, Facts, HolderFact, MemberFact, PodFact } from "./checks.js";
 import { conditions, phase } from "./conditions.js";
 import {
@@ -153,7 +153,11 @@ export class Reconciler {
       const base = persistent ? h.metadata.name.replace(/^data-/, "") : h.metadata.name;
       const ordinal = ordinalOf(c, base);
       if (ordinal === undefined) continue;
-      holders.push({ ordinal, memberId: h.metadata.annotations?.[ANNOTATION_MEMBER_ID], deleting: h.metadata["deletionTimestamp"] !== undefined });
+      const requested = persistent ? (h["spec"] as { resources?: { requests?: Record<string, unknown> } } | undefined)?.resources?.requests?.["storage"] : undefined;
+      holders.push({
+        ordinal, memberId: h.metadata.annotations?.[ANNOTATION_MEMBER_ID], deleting: h.metadata["deletionTimestamp"] !== undefined,
+        requested: requested === undefined ? undefined : String(requested),
+      });
     }
 
     const facts: Facts = {
@@ -166,6 +170,7 @@ export class Reconciler {
       pods: podFacts,
       persistent,
       onScaleIn: c.spec.storage.onScaleIn ?? "Delete",
+      storageSize: c.spec.storage.size === undefined ? undefined : String(c.spec.storage.size),
       replaceUnhealthyAfterMs: (c.spec.replaceUnhealthyAfterSeconds ?? 300) * 1000,
       now: this.d.now(),
     };
@@ -184,6 +189,18 @@ export class Reconciler {
         metadata: { name, namespace: c.metadata.namespace, annotations: { [ANNOTATION_MEMBER_ID]: s.memberId } },
       });
       log.info({ holder: name, member: s.memberId }, "stamped volume with its member");
+    }
+    for (const k of volumesToGrow(g.facts)) {
+      // The StatefulSet's claim template is immutable, so growth goes to each PVC. A storage
+      // class without expansion refuses; that is reported, and the pass goes on.
+      const name = names.pvc(c, k);
+      const size = String(c.spec.storage.size);
+      try {
+        await this.d.kube.apply({ apiVersion: "v1", kind: "PersistentVolumeClaim", metadata: { name, namespace: c.metadata.namespace }, spec: { resources: { requests: { storage: size } } } });
+        await this.event(c, "Normal", "VolumeResized", `asked for ${size} on ${name}`, log);
+      } catch (err) {
+        await this.event(c, "Warning", "VolumeResizeRefused", `${name} cannot grow to ${size}: ${errorText(err)}`, log);
+      }
     }
     for (const k of volumesToDelete(g.facts)) {
       const pvc = g.pvcs.find((p) => p.metadata.name === names.pvc(c, k));
@@ -321,6 +338,14 @@ function stripClaimStatus(claims: unknown[]): unknown[] {
     const { status: _status, ...rest } = t as Record<string, unknown>;
     return rest;
   });
+}
+
+function errorText(err: unknown): string {
+  const body = (err as { body?: unknown } | null)?.body;
+  if (typeof body === "string") {
+    try { return (JSON.parse(body) as { message?: string }).message ?? body; } catch { return body; }
+  }
+  return err instanceof Error ? err.message : String(err);
 }
 
 function podReady(p: KObject): boolean {

@@ -4,7 +4,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  decide, hasQuorum, holdersToStamp, keepsQuorumWithout, learnerCaughtUp, nextUnhealthySince, volumesToDelete,
+  decide, hasQuorum, holdersToStamp, keepsQuorumWithout, learnerCaughtUp, nextUnhealthySince, volumesToDelete, volumesToGrow,
 } from "../src/checks.js";
 import type { Facts, HolderFact, MemberFact } from "../src/checks.js";
 
@@ -144,5 +144,12 @@ describe("bookkeeping", () => {
     assert.deepEqual(volumesToDelete(f), [3]);
     assert.deepEqual(volumesToDelete({ ...f, onScaleIn: "Retain" }), []);
     assert.deepEqual(volumesToDelete({ ...f, members: undefined }), [], "nothing is deleted while the membership is unknown");
+  });
+  test("volumes asking for less than spec.storage.size grow; equal or larger ones, and emptyDir, do not", () => {
+    const h = (ordinal: number, requested: string) => ({ ordinal, memberId: undefined, deleting: false, requested });
+    const f = facts({ storageSize: "2Gi", holders: [h(0, "1Gi"), h(1, "2048Mi"), h(2, "1.5Gi"), h(3, "3Gi")] });
+    assert.deepEqual(volumesToGrow(f), [0, 2]);
+    assert.deepEqual(volumesToGrow({ ...f, persistent: false }), []);
+    assert.deepEqual(volumesToGrow({ ...f, storageSize: undefined }), []);
   });
 });

@@ -10,7 +10,7 @@ import * as yaml from "js-yaml";
 import { API_VERSION, ANNOTATION_INPUT_HASH } from "../src/api.js";
 import type { EtcdCluster } from "../src/api.js";
 import {
-  canonicalJSON, clusterConfigMap, inputHashOf, ordinalOf, peerURL, podDisruptionBudget, quorum, specChildren, statefulSet,
+  canonicalJSON, clusterConfigMap, inputHashOf, ordinalOf, peerURL, podDisruptionBudget, quantityBytes, quorum, specChildren, statefulSet,
 } from "../src/desired.js";
 import type { KObject } from "../src/desired.js";
 import { repoRoot } from "../../test/harness/provision.js";
@@ -116,4 +116,12 @@ describe("the StatefulSet", () => {
     const labels = (s["spec"] as { template: { metadata: { labels: Record<string, string> } } }).template.metadata.labels;
     assert.equal(labels["app.kubernetes.io/instance"], "demo");
   });
+});
+
+describe("quantities (storage sizes)", () => {
+  const table: [string | number, bigint | undefined][] = [
+    ["1Gi", 1073741824n], ["1024Mi", 1073741824n], ["1G", 1000000000n], ["1.5Gi", 1610612736n], ["500M", 500000000n],
+    [1073741824, 1073741824n], ["0.1", 1n], ["8Ti", 8n * 1024n ** 4n], ["1e9", undefined], ["lots", undefined], ["-1Gi", undefined],
+  ];
+  for (const [q, want] of table) test(`${q} → ${String(want)}`, () => assert.equal(quantityBytes(q), want));
 });

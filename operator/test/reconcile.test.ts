@@ -176,4 +176,28 @@ describe("reconcile pass", () => {
     assert.equal(replicas(), 1);
     assert.equal(kube.cluster.status?.conditions?.[0]?.observedGeneration, 2);
   });
+
+  test("a grown storage.size is asked of each PVC; a refusal is a Warning event, not a failed pass", async () => {
+    const { kube, etcd, r } = setup(1);
+    await r.pass("ns", "demo");
+    etcd.seed();
+    kube.objects.set("PersistentVolumeClaim/ns/data-demo-0", {
+      apiVersion: "v1", kind: "PersistentVolumeClaim",
+      metadata: { name: "data-demo-0", namespace: "ns", annotations: { "etcd.etcd-ts.io/member-id": "0000000000000001" }, labels: { "app.kubernetes.io/name": "etcd-ts", "app.kubernetes.io/instance": "demo", "etcd.etcd-ts.io/cluster": "demo" } },
+      spec: { resources: { requests: { storage: "1Gi" } } },
+    });
+    kube.cluster = { ...kube.cluster, spec: { ...kube.cluster.spec, storage: { size: "2Gi" } } };
+    kube.failNextApplyOf = "PersistentVolumeClaim";
+    kube.log.length = 0;
+    await r.pass("ns", "demo");
+    assert.ok(kube.log.includes("event VolumeResizeRefused"), kube.log.join("\n"));
+    kube.log.length = 0;
+    await r.pass("ns", "demo");
+    assert.ok(kube.log.includes("apply PersistentVolumeClaim/data-demo-0") && kube.log.includes("event VolumeResized"), kube.log.join("\n"));
+    const spec = kube.objects.get("PersistentVolumeClaim/ns/data-demo-0")?.["spec"] as { resources: { requests: { storage: string } } };
+    assert.equal(spec.resources.requests.storage, "2Gi");
+    kube.log.length = 0;
+    await r.pass("ns", "demo");
+    assert.ok(!kube.log.some((l) => l.startsWith("apply PersistentVolumeClaim")), "no second resize once it asks for enough");
+  });
 });
