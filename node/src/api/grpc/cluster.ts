@@ -22,7 +22,8 @@ function toProto(m: MemberInfo): Member {
 
 export function clusterService(s: EtcdServer) {
   const members = () => s.membership.list().map(toProto);
-  const header = () => s.header(s.store.durableRev);
+  // etcd fills cluster, member and term in Cluster responses, never a revision.
+  const header = () => s.header(0n);
   return defineService(Cluster, {
     async memberAdd(req) {
       const m = await s.addMember([...req.peerURLs], req.isLearner);
