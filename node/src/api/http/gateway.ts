@@ -29,7 +29,7 @@
 
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { STATUS_CODES } from "node:http";
-import type { DescMessage, DescMethod, DescService } from "@bufbuild/protobuf";
+import type { DescMessage, DescMethod, DescService, MessageShape } from "@bufbuild/protobuf";
 import { Code, EtcdError, toStatus } from "../../errors.js";
 import type { CodeValue } from "../../errors.js";
 import type { AnyServiceImpl, BidiHandler, CallContext, ServerStreamHandler, UnaryHandler } from "../registry.js";
@@ -38,8 +38,9 @@ import { Auth, Cluster, KV, Lease, Maintenance, Watch } from "../../../gen/etcds
 import { Lock } from "../../../gen/v3lockpb/v3lock_pb.js";
 import { Election } from "../../../gen/v3electionpb/v3election_pb.js";
 import { StreamDecoder, goJsonString } from "./gojson.js";
-import type { DecodeResult } from "./gojson.js";
+import type { DecodeResult, JValue } from "./gojson.js";
 import { JsonDecodeError, messageFromJson, messageToJson } from "./jsonpb.js";
+import { messageFromProtoJson, protoJsonString } from "./protojson.js";
 import { goHttpError, sendBody, writeHeadSorted } from "./respond.js";
 
 /**
@@ -150,7 +151,7 @@ export function errorBody(code: number, message: string, flavor: GatewayFlavor =
     if (code !== 0) parts.push(`"code":${code}`);
   } else {
     if (code !== 0) parts.push(`"code":${code}`);
-    if (message !== "") parts.push(`"message":${goJsonString(message)}`);
+    if (message !== "") parts.push(`"message":${protoJsonString(message)}`);
   }
   return `{${parts.join(",")}}`;
 }
@@ -186,8 +187,18 @@ export interface Gateway {
 const JSON_CT: readonly [string, string] = ["Content-Type", "application/json"];
 const GRPC_MD: readonly [string, string] = ["Grpc-Metadata-Content-Type", "application/grpc"];
 
+/** Request decoding and response encoding of one flavour. */
+export function codecFor(flavor: GatewayFlavor): {
+  decode: <D extends DescMessage>(desc: D, value: JValue | undefined) => MessageShape<D>;
+  encode: <D extends DescMessage>(desc: D, msg: MessageShape<D>) => string;
+} {
+  if (flavor === "3.4") return { decode: messageFromJson, encode: (d, m) => messageToJson(d, m) };
+  return { decode: messageFromProtoJson, encode: (d, m) => messageToJson(d, m, protoJsonString) };
+}
+
 export function createGateway(opts: GatewayOptions): Gateway {
   const flavor = opts.flavor ?? "3.4";
+  const codec = codecFor(flavor);
   const maxBytes = opts.maxRequestBytes ?? 32 * 1024 * 1024;
   const routes = new Map(GATEWAY_ROUTES.map((x) => [x.path, x]));
   const impls = new Map<string, AnyServiceImpl>();
@@ -265,7 +276,7 @@ export function createGateway(opts: GatewayOptions): Gateway {
     if (first.kind === "error") return writeError(req, res, Code.InvalidArgument, first.message, false);
     let input;
     try {
-      input = messageFromJson(rt.method.input, first.kind === "value" ? first.value : undefined);
+      input = codec.decode(rt.method.input, first.kind === "value" ? first.value : undefined);
     } catch (e) {
       if (e instanceof JsonDecodeError) return writeError(req, res, Code.InvalidArgument, e.message, false);
       throw e;
@@ -279,7 +290,7 @@ export function createGateway(opts: GatewayOptions): Gateway {
       return writeError(req, res, st.code, st.message, true);
     }
     if (res.destroyed) return;
-    sendBody(res, 200, messageToJson(rt.method.output as DescMessage, out as never), [JSON_CT, GRPC_MD]);
+    sendBody(res, 200, codec.encode(rt.method.output as DescMessage, out as never), [JSON_CT, GRPC_MD]);
   }
 
   async function serveServerStream(rt: GatewayRoute, req: IncomingMessage, res: ServerResponse, body: BodyReader, ctx: CallContext): Promise<void> {
@@ -288,7 +299,7 @@ export function createGateway(opts: GatewayOptions): Gateway {
     if (first.kind === "error") return writeError(req, res, Code.InvalidArgument, first.message, false);
     let input;
     try {
-      input = messageFromJson(rt.method.input, first.kind === "value" ? first.value : undefined);
+      input = codec.decode(rt.method.input, first.kind === "value" ? first.value : undefined);
     } catch (e) {
       if (e instanceof JsonDecodeError) return writeError(req, res, Code.InvalidArgument, e.message, false);
       throw e;
@@ -314,7 +325,7 @@ export function createGateway(opts: GatewayOptions): Gateway {
     if (first.kind === "error") return writeError(req, res, Code.Unknown, first.message, false);
     if (first.kind === "value") {
       try {
-        firstMsg = messageFromJson(input, first.value);
+        firstMsg = codec.decode(input, first.value);
       } catch (e) {
         if (e instanceof JsonDecodeError) return writeError(req, res, Code.Unknown, e.message, false);
         throw e;
@@ -330,7 +341,7 @@ export function createGateway(opts: GatewayOptions): Gateway {
         if (r.kind !== "value") return;
         let m: unknown;
         try {
-          m = messageFromJson(input, r.value);
+          m = codec.decode(input, r.value);
         } catch {
           return;
         }
@@ -467,7 +478,7 @@ class StreamSink {
   send = async (msg: unknown): Promise<void> => {
     if (this.closed || this.signal.aborted || this.res.destroyed) throw new EtcdError(Code.Canceled, "context canceled");
     this.start(200);
-    const line = `{"result":${messageToJson(this.schema, msg as never)}}\n`;
+    const line = `{"result":${codecFor(this.flavor).encode(this.schema, msg as never)}}\n`;
     if (this.res.write(line)) return;
     await new Promise<void>((resolve) => {
       const done = () => {
