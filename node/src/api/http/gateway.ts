@@ -156,9 +156,18 @@ export function errorBody(code: number, message: string, flavor: GatewayFlavor =
   return `{${parts.join(",")}}`;
 }
 
-/** The final chunk of a stream that failed after its first message. */
+/**
+ * The final chunk of a stream that failed after its first message. v2 wraps
+ * the status in a Go map, so encoding/json re-compacts protojson's text: it
+ * gains HTML escaping (<, >, &, U+2028, U+2029) and a newline delimiter.
+ */
 export function streamErrorChunk(code: number, message: string, flavor: GatewayFlavor = "3.4"): string {
-  if (flavor === "3.6") return `{"error":${errorBody(code, message, flavor)}}`;
+  if (flavor === "3.6") {
+    const parts: string[] = [];
+    if (code !== 0) parts.push(`"code":${code}`);
+    if (message !== "") parts.push(`"message":${htmlEscaped(protoJsonString(message))}`);
+    return `{"error":{${parts.join(",")}}}\n`;
+  }
   const http = httpStatusFromCode(code, flavor);
   const parts: string[] = [];
   if (code !== 0) parts.push(`"grpc_code":${code}`);
@@ -166,6 +175,11 @@ export function streamErrorChunk(code: number, message: string, flavor: GatewayF
   if (message !== "") parts.push(`"message":${goJsonString(message)}`);
   parts.push(`"http_status":${goJsonString(STATUS_CODES[http] ?? "")}`);
   return `{"error":{${parts.join(",")}}}`;
+}
+
+/** encoding/json's compaction of JSON text (HTMLEscape). */
+function htmlEscaped(json: string): string {
+  return json.replace(/[<>&\u2028\u2029]/g, (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
 }
 
 export interface GatewayOptions {
@@ -320,21 +334,28 @@ export function createGateway(opts: GatewayOptions): Gateway {
   async function serveBidi(rt: GatewayRoute, req: IncomingMessage, res: ServerResponse, body: BodyReader, ctx: CallContext): Promise<void> {
     const dec = new StreamDecoder();
     const input = rt.method.input as DescMessage;
-    const first = await nextValue(dec, body);
+    let first = await nextValue(dec, body);
     let firstMsg: unknown;
-    if (first.kind === "error") return writeError(req, res, Code.Unknown, first.message, false);
+    if (first.kind === "error") {
+      // v1 decodes the first value before calling the server; v2 decodes
+      // every value in its sender loop, where a failure only ends the
+      // request stream.
+      if (flavor === "3.4") return writeError(req, res, Code.Unknown, first.message, false);
+      first = { kind: "eof" };
+    }
     if (first.kind === "value") {
       try {
         firstMsg = codec.decode(input, first.value);
       } catch (e) {
-        if (e instanceof JsonDecodeError) return writeError(req, res, Code.Unknown, e.message, false);
-        throw e;
+        if (!(e instanceof JsonDecodeError)) throw e;
+        if (flavor === "3.4") return writeError(req, res, Code.Unknown, e.message, false);
+        first = { kind: "eof" };
       }
-    } else {
-      body.discard();
     }
+    if (first.kind !== "value") body.discard();
+    const started = first.kind === "value";
     async function* requests(): AsyncGenerator<unknown> {
-      if (first.kind !== "value") return;
+      if (!started) return;
       yield firstMsg;
       for (;;) {
         const r = await nextValue(dec, body);
@@ -348,10 +369,11 @@ export function createGateway(opts: GatewayOptions): Gateway {
         yield m;
       }
     }
-    // With an empty body etcd's gateway never waits for the server's
+    // With an empty body etcd 3.4's gateway never waits for the server's
     // headers, so its answer lacks Grpc-Metadata-Content-Type, and an early
-    // error arrives as a stream error chunk rather than a plain error.
-    const gotFirst = first.kind === "value";
+    // error arrives as a stream error chunk rather than a plain error. 3.6's
+    // always waits for them.
+    const gotFirst = started || flavor === "3.6";
     const sink = new StreamSink(res, rt.method.output as DescMessage, flavor, gotFirst, ctx.signal);
     const stream = Object.assign(sink, { requests: requests() });
     try {
@@ -499,6 +521,11 @@ class StreamSink {
 
   finish(): void {
     if (this.res.destroyed || this.res.writableEnded) return;
+    if (!this.started && this.flavor === "3.6") {
+      // v2 sets Content-Type with the first message only.
+      this.started = true;
+      writeHeadSorted(this.res, 200, [], [["Transfer-Encoding", "chunked"]]);
+    }
     this.start(200);
     this.res.end();
   }
