@@ -230,21 +230,31 @@ export function createGateway(opts: GatewayOptions): Gateway {
     return h;
   }
 
-  function writeError(req: IncomingMessage, res: ServerResponse, code: number, message: string, fromHandler: boolean): void {
+  /**
+   * Answers a failed call. `origin`: "routing" (no binding / wrong method),
+   * "route" (the body did not decode, or a stream failed before its first
+   * message) or "handler" (a unary handler's error, which carries gRPC
+   * trailers). 3.4 always chunks a handler error with its trailer; 3.6 chunks
+   * any route's error when the client sent "TE: trailers", with the trailer
+   * only for a handler error.
+   */
+  function writeError(req: IncomingMessage, res: ServerResponse, code: number, message: string, origin: "routing" | "route" | "handler"): void {
     if (res.headersSent || res.destroyed) {
       res.destroy();
       return;
     }
     const body = errorBody(code, message, flavor);
     const status = httpStatusFromCode(code, flavor);
-    const trailers = fromHandler && (flavor === "3.4" || /trailers/i.test(String(req.headers.te ?? "")));
-    if (!trailers) {
+    const te = acceptsTrailers(req);
+    const trailer = origin === "handler" && (flavor === "3.4" || te);
+    const chunked = trailer || (flavor === "3.6" && te && origin === "route");
+    if (!chunked) {
       sendBody(res, status, body, [JSON_CT]);
       return;
     }
-    writeHeadSorted(res, status, [JSON_CT, ["Trailer", "Grpc-Trailer-Content-Type"]]);
+    writeHeadSorted(res, status, trailer ? [JSON_CT, ["Trailer", "Grpc-Trailer-Content-Type"]] : [JSON_CT], [["Transfer-Encoding", "chunked"]]);
     res.write(body);
-    res.addTrailers({ "Grpc-Trailer-Content-Type": "application/grpc" });
+    if (trailer) res.addTrailers({ "Grpc-Trailer-Content-Type": "application/grpc" });
     res.end();
   }
 
@@ -254,7 +264,7 @@ export function createGateway(opts: GatewayOptions): Gateway {
       // v1 answers in text; v2 turns routing errors into gRPC statuses
       // (405 -> Unimplemented, so HTTP 501).
       if (flavor === "3.4") goHttpError(res, 405, "Method Not Allowed");
-      else writeError(req, res, Code.Unimplemented, "Method Not Allowed", false);
+      else writeError(req, res, Code.Unimplemented, "Method Not Allowed", "routing");
       return;
     }
     const ac = new AbortController();
@@ -277,7 +287,7 @@ export function createGateway(opts: GatewayOptions): Gateway {
           break;
         default:
           body.discard();
-          writeError(req, res, Code.Unimplemented, "client streaming is not supported by the gateway", false);
+          writeError(req, res, Code.Unimplemented, "client streaming is not supported by the gateway", "routing");
       }
     } finally {
       body.discard();
@@ -287,12 +297,12 @@ export function createGateway(opts: GatewayOptions): Gateway {
   async function serveUnary(rt: GatewayRoute, req: IncomingMessage, res: ServerResponse, body: BodyReader, ctx: CallContext): Promise<void> {
     const first = await nextValue(new StreamDecoder(), body);
     body.discard();
-    if (first.kind === "error") return writeError(req, res, Code.InvalidArgument, first.message, false);
+    if (first.kind === "error") return writeError(req, res, Code.InvalidArgument, first.message, "route");
     let input;
     try {
       input = codec.decode(rt.method.input, first.kind === "value" ? first.value : undefined);
     } catch (e) {
-      if (e instanceof JsonDecodeError) return writeError(req, res, Code.InvalidArgument, e.message, false);
+      if (e instanceof JsonDecodeError) return writeError(req, res, Code.InvalidArgument, e.message, "route");
       throw e;
     }
     let out;
@@ -301,21 +311,28 @@ export function createGateway(opts: GatewayOptions): Gateway {
       out = await h(input, ctx);
     } catch (e) {
       const st = toStatus(e);
-      return writeError(req, res, st.code, st.message, true);
+      return writeError(req, res, st.code, st.message, "handler");
     }
     if (res.destroyed) return;
-    sendBody(res, 200, codec.encode(rt.method.output as DescMessage, out as never), [JSON_CT, GRPC_MD]);
+    const json = codec.encode(rt.method.output as DescMessage, out as never);
+    if (flavor === "3.6" && acceptsTrailers(req)) {
+      // v2 forwards (here: no) trailers, so it chunks the answer.
+      writeHeadSorted(res, 200, [JSON_CT, GRPC_MD], [["Transfer-Encoding", "chunked"]]);
+      res.end(json);
+      return;
+    }
+    sendBody(res, 200, json, [JSON_CT, GRPC_MD]);
   }
 
   async function serveServerStream(rt: GatewayRoute, req: IncomingMessage, res: ServerResponse, body: BodyReader, ctx: CallContext): Promise<void> {
     const first = await nextValue(new StreamDecoder(), body);
     body.discard();
-    if (first.kind === "error") return writeError(req, res, Code.InvalidArgument, first.message, false);
+    if (first.kind === "error") return writeError(req, res, Code.InvalidArgument, first.message, "route");
     let input;
     try {
       input = codec.decode(rt.method.input, first.kind === "value" ? first.value : undefined);
     } catch (e) {
-      if (e instanceof JsonDecodeError) return writeError(req, res, Code.InvalidArgument, e.message, false);
+      if (e instanceof JsonDecodeError) return writeError(req, res, Code.InvalidArgument, e.message, "route");
       throw e;
     }
     const sink = new StreamSink(res, rt.method.output as DescMessage, flavor, true, ctx.signal);
@@ -325,7 +342,7 @@ export function createGateway(opts: GatewayOptions): Gateway {
     } catch (e) {
       const st = toStatus(e);
       if (sink.started) sink.fail(st.code, st.message);
-      else writeError(req, res, st.code, st.message, false);
+      else writeError(req, res, st.code, st.message, "route");
       return;
     }
     sink.finish();
@@ -340,7 +357,7 @@ export function createGateway(opts: GatewayOptions): Gateway {
       // v1 decodes the first value before calling the server; v2 decodes
       // every value in its sender loop, where a failure only ends the
       // request stream.
-      if (flavor === "3.4") return writeError(req, res, Code.Unknown, first.message, false);
+      if (flavor === "3.4") return writeError(req, res, Code.Unknown, first.message, "route");
       first = { kind: "eof" };
     }
     if (first.kind === "value") {
@@ -348,7 +365,7 @@ export function createGateway(opts: GatewayOptions): Gateway {
         firstMsg = codec.decode(input, first.value);
       } catch (e) {
         if (!(e instanceof JsonDecodeError)) throw e;
-        if (flavor === "3.4") return writeError(req, res, Code.Unknown, e.message, false);
+        if (flavor === "3.4") return writeError(req, res, Code.Unknown, e.message, "route");
         first = { kind: "eof" };
       }
     }
@@ -382,7 +399,7 @@ export function createGateway(opts: GatewayOptions): Gateway {
     } catch (e) {
       const st = toStatus(e);
       if (sink.started || !gotFirst) sink.fail(st.code, st.message);
-      else writeError(req, res, st.code, st.message, false);
+      else writeError(req, res, st.code, st.message, "route");
       return;
     }
     sink.finish();
@@ -391,7 +408,7 @@ export function createGateway(opts: GatewayOptions): Gateway {
   function notFound(req: IncomingMessage, res: ServerResponse): void {
     req.resume();
     if (flavor === "3.4") goHttpError(res, 404, "Not Found");
-    else writeError(req, res, Code.NotFound, "Not Found", false);
+    else writeError(req, res, Code.NotFound, "Not Found", "routing");
   }
 
   return {
@@ -402,6 +419,11 @@ export function createGateway(opts: GatewayOptions): Gateway {
 }
 
 // ---------------------------------------------------------------------------
+
+/** grpc-gateway's requestAcceptsTrailers. */
+function acceptsTrailers(req: IncomingMessage): boolean {
+  return /trailers/i.test(String(req.headers.te ?? ""));
+}
 
 async function nextValue(dec: StreamDecoder, body: BodyReader): Promise<DecodeResult> {
   for (;;) {

@@ -297,6 +297,37 @@ describe("JSON gateway (3.6 flavour) vs real etcd 3.6's gateway", { skip: !avail
     noDiffs();
   });
 
+  test("headers: TE trailers, content types, Accept", async () => {
+    const heads: Record<string, string>[] = [
+      { TE: "trailers" }, { "Content-Type": "application/octet-stream" }, { "Content-Type": "text/plain", Accept: "application/xml" },
+      { "Grpc-Metadata-Foo": "bar", "X-Forwarded-For": "1.2.3.4" },
+    ];
+    for (const headers of heads) {
+      await same("/v3/kv/range", { body: '{"key":"Zm9v"}', headers });
+      await same("/v3/kv/range", { body: '{"key":""}', headers });
+      await same("/v3/kv/range", { body: '{"key":"a"}', headers });
+      await same("/v3/lease/keepalive", { body: '{"ID":1}', headers });
+      await same("/v3/lease/keepalive", { body: "", headers });
+    }
+    noDiffs();
+  });
+
+  test("snapshot stream: status, headers, line shapes", async () => {
+    const shape = (s: string) =>
+      s.split("\n").map((l) => normalize(l).replace(/"blob":"[^"]*"/, '"blob":B').replace(/"remaining_bytes":"\d+"/, '"remaining_bytes":R').replace(/"revision":"\d+"/, '"revision":V')).filter((l, i, a) => i === 0 || l !== a[i - 1]).join("\n");
+    await same("/v3/maintenance/snapshot", { body: "{}" }, shape);
+    await same("/v3/maintenance/snapshot", { body: '{"x":1}' }, shape);
+    await same("/v3/maintenance/snapshot", { body: "[]" }, shape);
+    noDiffs();
+  });
+
+  test("/version and /health", async () => {
+    await same("/version", { method: "GET" });
+    await same("/health", { method: "GET" });
+    await same("/health?serializable=true", { method: "GET" });
+    noDiffs();
+  });
+
   test("routing: methods and unknown paths", async () => {
     await same("/v3/kv/range", { method: "GET" });
     await same("/v3/kv/range", { method: "PUT", body: "{}" });
