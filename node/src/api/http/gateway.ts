@@ -297,6 +297,8 @@ export function createGateway(opts: GatewayOptions): Gateway {
   async function serveUnary(rt: GatewayRoute, req: IncomingMessage, res: ServerResponse, body: BodyReader, ctx: CallContext): Promise<void> {
     const first = await nextValue(new StreamDecoder(), body);
     body.discard();
+    // v2 reads the request body to its end before calling the server.
+    if (flavor === "3.6") await body.ended;
     if (first.kind === "error") return writeError(req, res, Code.InvalidArgument, first.message, "route");
     let input;
     try {
@@ -327,6 +329,8 @@ export function createGateway(opts: GatewayOptions): Gateway {
   async function serveServerStream(rt: GatewayRoute, req: IncomingMessage, res: ServerResponse, body: BodyReader, ctx: CallContext): Promise<void> {
     const first = await nextValue(new StreamDecoder(), body);
     body.discard();
+    // v2 reads the request body to its end before calling the server.
+    if (flavor === "3.6") await body.ended;
     if (first.kind === "error") return writeError(req, res, Code.InvalidArgument, first.message, "route");
     let input;
     try {
@@ -443,6 +447,8 @@ class BodyReader {
   private done = false;
   private dropping = false;
   private wake: (() => void) | null = null;
+  /** Resolves when the body has ended (or the client is gone). */
+  readonly ended: Promise<void>;
 
   constructor(
     private readonly req: IncomingMessage,
@@ -455,8 +461,11 @@ class BodyReader {
       if (this.size > 1 << 20) req.pause();
       this.notify();
     });
+    let ended!: () => void;
+    this.ended = new Promise<void>((r) => (ended = r));
     const end = () => {
       this.done = true;
+      ended();
       this.notify();
     };
     req.once("end", end);
