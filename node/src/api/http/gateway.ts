@@ -22,6 +22,15 @@
 //   decode ends the request stream silently, except the first, which fails the
 //   call with code 2 (Unknown, HTTP 500) as in etcd. Responses as above.
 //
+// Flavour "3.6" (grpc-gateway v2, compared with etcd 3.6.16 in
+// gateway36.test.ts) differs: requests are decoded by protojson's rules
+// (protojson.ts) after encoding/json framing; unary and server-streaming
+// calls start only once the body has been read to its end; in bidi streams
+// every value is decoded in the sender loop, so a bad value (even the first)
+// just ends the request stream; a stream that ends without a message has no
+// Content-Type; stream error chunks end with a newline; "TE: trailers"
+// chunks route answers.
+//
 // Request metadata (CallContext.metadata) follows grpc-gateway v1:
 // "authorization" from the Authorization header, "grpc-metadata-<k>" headers
 // as "<k>", well-known HTTP headers as "grpcgateway-<header>", plus

@@ -58,6 +58,10 @@ const RANGE_BODIES = [
   "[]", '"x"', "null", "123", "true", "", "   ", "{", '{"key":"Zm9v"} xx', '{"key":"Zm9v",}', "{nul", '{"key" "a"}', "xx", '{"key":"a\\x"}',
   '{"key":"\\ud800"}', '{"key":"\\ud800\\u0041"}', '{"key":"\\ud83d\\ude00"}', '{"key":"\\udc00xxxxxxx"}', '{"x":"\\ud800","key":"Zm9v"}',
   '{"x":"\\ud800"}', '{"key":"Zm9v","x":"\\ud800\\u"}', "{}",
+  '{"key":"Zm9v","limit":"+1"}', '{"key":"Zm9v","limit":"-0"}', '{"key":"Zm9v","limit":1E400}', '{"key":"Zm9v","limit":"1e-0"}',
+  '{"key":"Zm9v","limit":0.0000}', '{"key":"Zm9v","limit":"٣"}', '{"key":"Zm\\/9v"}', '{"key":"\\u0000"}', '{"key":"Zm9v","x":{"y":{"z":[[[[{}]]]]}}}',
+  '{\n  "key": "Zm9v",\n  "range_end":\n    "é",\n  "limit": 1\n}', '{"ключ":"é","key":"é"}', '\t{"key":\t\r\n"a"}',
+  '{"key":"Zm9v","sort_target":"CREATE","sort_order":"ASCEND","max_create_revision":"-1"}', '{"key":"Zm9v","keys_only":false,"keys_only":true}',
 ];
 
 describe("JSON gateway (3.6 flavour) vs real etcd 3.6's gateway", { skip: !available }, () => {
@@ -124,6 +128,8 @@ describe("JSON gateway (3.6 flavour) vs real etcd 3.6's gateway", { skip: !avail
     await same("/v3/kv/range", { body: Buffer.concat([Buffer.from('{"key":"'), Buffer.from([0xff]), Buffer.from('"}')]) });
     await same("/v3/kv/range", { body: Buffer.concat([Buffer.from('{"x":"'), Buffer.from([0xc3]), Buffer.from('","key":"Zm9v"}')]) });
     await same("/v3/kv/range", { body: Buffer.concat([Buffer.from('{"key":"Zm9v","limit":"'), Buffer.from([0xe9]), Buffer.from('"}')]) });
+    // Deep nesting in an unknown field: at and past encoding/json's depth limit.
+    for (const n of [9998, 10001]) await post("/v3/kv/range", `{"key":"Zm9v","x":${"[".repeat(n)}${"]".repeat(n)}}`);
     noDiffs();
   });
 
@@ -162,6 +168,9 @@ describe("JSON gateway (3.6 flavour) vs real etcd 3.6's gateway", { skip: !avail
       '{"success":[{"request_txn":{"success":[{"request_put":{"key":"YQ==","lease":"x"}}]}}]}', '{"success":{"request_put":{"key":"YQ=="}}}',
       '{"compare":[{"target":"LEASE","key":"Zm9v","lease":"0"}],"success":[{"request_range":{"key":"Zm9v","count_only":true}}]}',
       '{"compare":[{"target":"VALUE","key":"Zm9v","range_end":"Zm9w","value":"YmF6","result":"NOT_EQUAL"}]}',
+      '{"success":[\n  {"request_txn": {"success": [\n    {"request_put": {"key": "YQ==", "value": "é"}}]}}]}',
+      '{"success":[{"request_txn":{"success":[{"request_txn":{"failure":[{"request_delete_range":{"key":"YQ==","range_end":5}}]}}]}}]}',
+      '{"compare":[{"target":"VALUE","key":"Zm9v","value":"YQ==","value":"Yg=="}]}', '{"compare":[{"target":"VALUE","key":"Zm9v","value":"YQ==","mod_revision":"1"}]}',
     ];
     for (const body of bodies) await post("/v3/kv/txn", body);
     noDiffs();
