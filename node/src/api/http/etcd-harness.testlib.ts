@@ -2,7 +2,7 @@
 // AnyServiceImpl handlers that forward every call to a real etcd over gRPC
 // (grpc-js with protobuf-es serializers). Real etcd answers; nothing is mocked.
 
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import net from "node:net";
@@ -31,6 +31,25 @@ export function etcdAvailable(): boolean {
   return false;
 }
 
+/** Real etcd 3.6 (grpc-gateway v2), built by `bash tools/build.sh etcd etcdctl`. */
+export const ETCD36_BIN = process.env.ETCD36_BIN ?? path.resolve(process.cwd(), ".tools/bin/etcd");
+
+/**
+ * Whether real etcd 3.6 is available, building it when it is missing. A
+ * failed build fails under CI and is a loud skip otherwise.
+ */
+export function etcd36Available(): boolean {
+  if (existsSync(ETCD36_BIN)) return true;
+  if (process.env.ETCD36_BIN === undefined) {
+    console.log(`\n*** ${ETCD36_BIN} missing: building it with bash tools/build.sh etcd etcdctl ***\n`);
+    const r = spawnSync("bash", ["tools/build.sh", "etcd", "etcdctl"], { stdio: "inherit" });
+    if (r.status === 0 && existsSync(ETCD36_BIN)) return true;
+  }
+  if (process.env.CI) throw new Error(`${ETCD36_BIN} is missing and could not be built (bash tools/build.sh etcd etcdctl), and CI is set`);
+  console.log(`\n*** SKIP: ${ETCD36_BIN} not found and not buildable; etcd 3.6 gateway comparison skipped ***\n`);
+  return false;
+}
+
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = net.createServer();
@@ -54,14 +73,14 @@ process.once("exit", () => {
 });
 
 /** Starts a fresh single-member etcd on free ports with a temporary data dir. */
-export async function startEtcd(name: string, extraArgs: string[] = []): Promise<EtcdProcess> {
+export async function startEtcd(name: string, extraArgs: string[] = [], bin: string = ETCD_BIN): Promise<EtcdProcess> {
   const dir = mkdtempSync(path.join(os.tmpdir(), `etcdts-gw-${name}-`));
   const clientPort = await freePort();
   const peerPort = await freePort();
   const client = `http://127.0.0.1:${clientPort}`;
   const peer = `http://127.0.0.1:${peerPort}`;
   const proc = spawn(
-    ETCD_BIN,
+    bin,
     [
       "--name", name, "--data-dir", dir,
       "--listen-client-urls", client, "--advertise-client-urls", client,

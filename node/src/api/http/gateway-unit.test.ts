@@ -128,9 +128,9 @@ describe("gateway without etcd", () => {
     assert.equal(r.status, 400);
     assert.equal(r.body, '{"code":9,"message":"etcdserver: lease already exists"}');
     assert.equal(r.headers["content-length"], String(r.body.length));
-    r = await request(s36.port, "/v3/kv/put", { body: '{"key":"my-key"}' });
+    r = await request(s36.port, "/v3/kv/put", { body: '{"key":"a"}' });
     assert.equal(r.status, 400);
-    assert.equal(r.body, '{"code":3,"message":"illegal base64 data at input byte 2"}');
+    assert.equal(r.body, '{"code":3,"message":"proto: (line 1:8): invalid value for bytes field key: \\"a\\""}');
   });
 
   test("routing errors: text in 3.4, google.rpc.Status in 3.6", async () => {
@@ -155,7 +155,7 @@ describe("gateway without etcd", () => {
     assert.equal(JSON.parse(r.body).message, "unknown method Put for service etcdserverpb.KV");
   });
 
-  test("server stream: lines, then an error chunk without newline", async () => {
+  test("server stream: lines, then an error chunk (3.4 without newline, 3.6 with)", async () => {
     const r = await request(s34.port, "/v3/maintenance/snapshot", { body: "" });
     assert.equal(r.status, 200);
     assert.equal(r.headers["transfer-encoding"], "chunked");
@@ -166,7 +166,8 @@ describe("gateway without etcd", () => {
         '{"error":{"grpc_code":15,"http_code":500,"message":"etcdserver: corrupt cluster","http_status":"Internal Server Error"}}',
     );
     const r6 = await request(s36.port, "/v3/maintenance/snapshot", { body: "" });
-    assert.ok(r6.body.endsWith('{"error":{"code":15,"message":"etcdserver: corrupt cluster"}}'));
+    // grpc-gateway v2 writes its delimiter after the error chunk too.
+    assert.ok(r6.body.endsWith('\n{"error":{"code":15,"message":"etcdserver: corrupt cluster"}}\n'));
   });
 
   test("bidi: error before any response is a plain error; after one, an error chunk", async () => {

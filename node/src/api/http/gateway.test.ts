@@ -158,6 +158,8 @@ describe("JSON gateway vs real etcd's gateway", { skip: !available }, () => {
     for (const body of bodies) await post("/v3/kv/put", body);
     await same("/v3/kv/put", { body: Buffer.from([0x7b, 0x22, 0x6b, 0x65, 0x79, 0x22, 0x3a, 0x22, 0xff, 0xfe, 0x22, 0x7d]) });
     await same("/v3/kv/put", { body: Buffer.from([0xff]) });
+    // Deep nesting in an unknown field, at and past encoding/json's depth limit.
+    for (const n of [9998, 10001]) await post("/v3/kv/range", `{"key":"Zm9v","x":${"[".repeat(n)}${"]".repeat(n)}}`);
     await post("/v3/kv/range", '{"key":"Zm9v","sort_order":1.5}');
     await post("/v3/kv/range", '{"key":"Zm9v","sort_order":"5"}');
     await post("/v3/kv/range", '{"key":"Zm9v","sort_order":"NOPE","sort_target":"KEY"}');

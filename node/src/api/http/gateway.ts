@@ -22,6 +22,15 @@
 //   decode ends the request stream silently, except the first, which fails the
 //   call with code 2 (Unknown, HTTP 500) as in etcd. Responses as above.
 //
+// Flavour "3.6" (grpc-gateway v2, compared with etcd 3.6.16 in
+// gateway36.test.ts) differs: requests are decoded by protojson's rules
+// (protojson.ts) after encoding/json framing; unary and server-streaming
+// calls start only once the body has been read to its end; in bidi streams
+// every value is decoded in the sender loop, so a bad value (even the first)
+// just ends the request stream; a stream that ends without a message has no
+// Content-Type; stream error chunks end with a newline; "TE: trailers"
+// chunks route answers.
+//
 // Request metadata (CallContext.metadata) follows grpc-gateway v1:
 // "authorization" from the Authorization header, "grpc-metadata-<k>" headers
 // as "<k>", well-known HTTP headers as "grpcgateway-<header>", plus
@@ -29,7 +38,7 @@
 
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { STATUS_CODES } from "node:http";
-import type { DescMessage, DescMethod, DescService } from "@bufbuild/protobuf";
+import type { DescMessage, DescMethod, DescService, MessageShape } from "@bufbuild/protobuf";
 import { Code, EtcdError, toStatus } from "../../errors.js";
 import type { CodeValue } from "../../errors.js";
 import type { AnyServiceImpl, BidiHandler, CallContext, ServerStreamHandler, UnaryHandler } from "../registry.js";
@@ -38,8 +47,9 @@ import { Auth, Cluster, KV, Lease, Maintenance, Watch } from "../../../gen/etcds
 import { Lock } from "../../../gen/v3lockpb/v3lock_pb.js";
 import { Election } from "../../../gen/v3electionpb/v3election_pb.js";
 import { StreamDecoder, goJsonString } from "./gojson.js";
-import type { DecodeResult } from "./gojson.js";
+import type { DecodeResult, JValue } from "./gojson.js";
 import { JsonDecodeError, messageFromJson, messageToJson } from "./jsonpb.js";
+import { messageFromProtoJson, protoJsonString } from "./protojson.js";
 import { goHttpError, sendBody, writeHeadSorted } from "./respond.js";
 
 /**
@@ -150,14 +160,23 @@ export function errorBody(code: number, message: string, flavor: GatewayFlavor =
     if (code !== 0) parts.push(`"code":${code}`);
   } else {
     if (code !== 0) parts.push(`"code":${code}`);
-    if (message !== "") parts.push(`"message":${goJsonString(message)}`);
+    if (message !== "") parts.push(`"message":${protoJsonString(message)}`);
   }
   return `{${parts.join(",")}}`;
 }
 
-/** The final chunk of a stream that failed after its first message. */
+/**
+ * The final chunk of a stream that failed after its first message. v2 wraps
+ * the status in a Go map, so encoding/json re-compacts protojson's text: it
+ * gains HTML escaping (<, >, &, U+2028, U+2029) and a newline delimiter.
+ */
 export function streamErrorChunk(code: number, message: string, flavor: GatewayFlavor = "3.4"): string {
-  if (flavor === "3.6") return `{"error":${errorBody(code, message, flavor)}}`;
+  if (flavor === "3.6") {
+    const parts: string[] = [];
+    if (code !== 0) parts.push(`"code":${code}`);
+    if (message !== "") parts.push(`"message":${htmlEscaped(protoJsonString(message))}`);
+    return `{"error":{${parts.join(",")}}}\n`;
+  }
   const http = httpStatusFromCode(code, flavor);
   const parts: string[] = [];
   if (code !== 0) parts.push(`"grpc_code":${code}`);
@@ -165,6 +184,11 @@ export function streamErrorChunk(code: number, message: string, flavor: GatewayF
   if (message !== "") parts.push(`"message":${goJsonString(message)}`);
   parts.push(`"http_status":${goJsonString(STATUS_CODES[http] ?? "")}`);
   return `{"error":{${parts.join(",")}}}`;
+}
+
+/** encoding/json's compaction of JSON text (HTMLEscape). */
+function htmlEscaped(json: string): string {
+  return json.replace(/[<>&\u2028\u2029]/g, (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
 }
 
 export interface GatewayOptions {
@@ -186,8 +210,18 @@ export interface Gateway {
 const JSON_CT: readonly [string, string] = ["Content-Type", "application/json"];
 const GRPC_MD: readonly [string, string] = ["Grpc-Metadata-Content-Type", "application/grpc"];
 
+/** Request decoding and response encoding of one flavour. */
+export function codecFor(flavor: GatewayFlavor): {
+  decode: <D extends DescMessage>(desc: D, value: JValue | undefined) => MessageShape<D>;
+  encode: <D extends DescMessage>(desc: D, msg: MessageShape<D>) => string;
+} {
+  if (flavor === "3.4") return { decode: messageFromJson, encode: (d, m) => messageToJson(d, m) };
+  return { decode: messageFromProtoJson, encode: (d, m) => messageToJson(d, m, protoJsonString) };
+}
+
 export function createGateway(opts: GatewayOptions): Gateway {
   const flavor = opts.flavor ?? "3.4";
+  const codec = codecFor(flavor);
   const maxBytes = opts.maxRequestBytes ?? 32 * 1024 * 1024;
   const routes = new Map(GATEWAY_ROUTES.map((x) => [x.path, x]));
   const impls = new Map<string, AnyServiceImpl>();
@@ -205,21 +239,31 @@ export function createGateway(opts: GatewayOptions): Gateway {
     return h;
   }
 
-  function writeError(req: IncomingMessage, res: ServerResponse, code: number, message: string, fromHandler: boolean): void {
+  /**
+   * Answers a failed call. `origin`: "routing" (no binding / wrong method),
+   * "route" (the body did not decode, or a stream failed before its first
+   * message) or "handler" (a unary handler's error, which carries gRPC
+   * trailers). 3.4 always chunks a handler error with its trailer; 3.6 chunks
+   * any route's error when the client sent "TE: trailers", with the trailer
+   * only for a handler error.
+   */
+  function writeError(req: IncomingMessage, res: ServerResponse, code: number, message: string, origin: "routing" | "route" | "handler"): void {
     if (res.headersSent || res.destroyed) {
       res.destroy();
       return;
     }
     const body = errorBody(code, message, flavor);
     const status = httpStatusFromCode(code, flavor);
-    const trailers = fromHandler && (flavor === "3.4" || /trailers/i.test(String(req.headers.te ?? "")));
-    if (!trailers) {
+    const te = acceptsTrailers(req);
+    const trailer = origin === "handler" && (flavor === "3.4" || te);
+    const chunked = trailer || (flavor === "3.6" && te && origin === "route");
+    if (!chunked) {
       sendBody(res, status, body, [JSON_CT]);
       return;
     }
-    writeHeadSorted(res, status, [JSON_CT, ["Trailer", "Grpc-Trailer-Content-Type"]]);
+    writeHeadSorted(res, status, trailer ? [JSON_CT, ["Trailer", "Grpc-Trailer-Content-Type"]] : [JSON_CT], [["Transfer-Encoding", "chunked"]]);
     res.write(body);
-    res.addTrailers({ "Grpc-Trailer-Content-Type": "application/grpc" });
+    if (trailer) res.addTrailers({ "Grpc-Trailer-Content-Type": "application/grpc" });
     res.end();
   }
 
@@ -229,7 +273,7 @@ export function createGateway(opts: GatewayOptions): Gateway {
       // v1 answers in text; v2 turns routing errors into gRPC statuses
       // (405 -> Unimplemented, so HTTP 501).
       if (flavor === "3.4") goHttpError(res, 405, "Method Not Allowed");
-      else writeError(req, res, Code.Unimplemented, "Method Not Allowed", false);
+      else writeError(req, res, Code.Unimplemented, "Method Not Allowed", "routing");
       return;
     }
     const ac = new AbortController();
@@ -252,7 +296,7 @@ export function createGateway(opts: GatewayOptions): Gateway {
           break;
         default:
           body.discard();
-          writeError(req, res, Code.Unimplemented, "client streaming is not supported by the gateway", false);
+          writeError(req, res, Code.Unimplemented, "client streaming is not supported by the gateway", "routing");
       }
     } finally {
       body.discard();
@@ -262,12 +306,14 @@ export function createGateway(opts: GatewayOptions): Gateway {
   async function serveUnary(rt: GatewayRoute, req: IncomingMessage, res: ServerResponse, body: BodyReader, ctx: CallContext): Promise<void> {
     const first = await nextValue(new StreamDecoder(), body);
     body.discard();
-    if (first.kind === "error") return writeError(req, res, Code.InvalidArgument, first.message, false);
+    // v2 reads the request body to its end before calling the server.
+    if (flavor === "3.6") await body.ended;
+    if (first.kind === "error") return writeError(req, res, Code.InvalidArgument, first.message, "route");
     let input;
     try {
-      input = messageFromJson(rt.method.input, first.kind === "value" ? first.value : undefined);
+      input = codec.decode(rt.method.input, first.kind === "value" ? first.value : undefined);
     } catch (e) {
-      if (e instanceof JsonDecodeError) return writeError(req, res, Code.InvalidArgument, e.message, false);
+      if (e instanceof JsonDecodeError) return writeError(req, res, Code.InvalidArgument, e.message, "route");
       throw e;
     }
     let out;
@@ -276,21 +322,30 @@ export function createGateway(opts: GatewayOptions): Gateway {
       out = await h(input, ctx);
     } catch (e) {
       const st = toStatus(e);
-      return writeError(req, res, st.code, st.message, true);
+      return writeError(req, res, st.code, st.message, "handler");
     }
     if (res.destroyed) return;
-    sendBody(res, 200, messageToJson(rt.method.output as DescMessage, out as never), [JSON_CT, GRPC_MD]);
+    const json = codec.encode(rt.method.output as DescMessage, out as never);
+    if (flavor === "3.6" && acceptsTrailers(req)) {
+      // v2 forwards (here: no) trailers, so it chunks the answer.
+      writeHeadSorted(res, 200, [JSON_CT, GRPC_MD], [["Transfer-Encoding", "chunked"]]);
+      res.end(json);
+      return;
+    }
+    sendBody(res, 200, json, [JSON_CT, GRPC_MD]);
   }
 
   async function serveServerStream(rt: GatewayRoute, req: IncomingMessage, res: ServerResponse, body: BodyReader, ctx: CallContext): Promise<void> {
     const first = await nextValue(new StreamDecoder(), body);
     body.discard();
-    if (first.kind === "error") return writeError(req, res, Code.InvalidArgument, first.message, false);
+    // v2 reads the request body to its end before calling the server.
+    if (flavor === "3.6") await body.ended;
+    if (first.kind === "error") return writeError(req, res, Code.InvalidArgument, first.message, "route");
     let input;
     try {
-      input = messageFromJson(rt.method.input, first.kind === "value" ? first.value : undefined);
+      input = codec.decode(rt.method.input, first.kind === "value" ? first.value : undefined);
     } catch (e) {
-      if (e instanceof JsonDecodeError) return writeError(req, res, Code.InvalidArgument, e.message, false);
+      if (e instanceof JsonDecodeError) return writeError(req, res, Code.InvalidArgument, e.message, "route");
       throw e;
     }
     const sink = new StreamSink(res, rt.method.output as DescMessage, flavor, true, ctx.signal);
@@ -300,7 +355,7 @@ export function createGateway(opts: GatewayOptions): Gateway {
     } catch (e) {
       const st = toStatus(e);
       if (sink.started) sink.fail(st.code, st.message);
-      else writeError(req, res, st.code, st.message, false);
+      else writeError(req, res, st.code, st.message, "route");
       return;
     }
     sink.finish();
@@ -309,38 +364,46 @@ export function createGateway(opts: GatewayOptions): Gateway {
   async function serveBidi(rt: GatewayRoute, req: IncomingMessage, res: ServerResponse, body: BodyReader, ctx: CallContext): Promise<void> {
     const dec = new StreamDecoder();
     const input = rt.method.input as DescMessage;
-    const first = await nextValue(dec, body);
+    let first = await nextValue(dec, body);
     let firstMsg: unknown;
-    if (first.kind === "error") return writeError(req, res, Code.Unknown, first.message, false);
+    if (first.kind === "error") {
+      // v1 decodes the first value before calling the server; v2 decodes
+      // every value in its sender loop, where a failure only ends the
+      // request stream.
+      if (flavor === "3.4") return writeError(req, res, Code.Unknown, first.message, "route");
+      first = { kind: "eof" };
+    }
     if (first.kind === "value") {
       try {
-        firstMsg = messageFromJson(input, first.value);
+        firstMsg = codec.decode(input, first.value);
       } catch (e) {
-        if (e instanceof JsonDecodeError) return writeError(req, res, Code.Unknown, e.message, false);
-        throw e;
+        if (!(e instanceof JsonDecodeError)) throw e;
+        if (flavor === "3.4") return writeError(req, res, Code.Unknown, e.message, "route");
+        first = { kind: "eof" };
       }
-    } else {
-      body.discard();
     }
+    if (first.kind !== "value") body.discard();
+    const started = first.kind === "value";
     async function* requests(): AsyncGenerator<unknown> {
-      if (first.kind !== "value") return;
+      if (!started) return;
       yield firstMsg;
       for (;;) {
         const r = await nextValue(dec, body);
         if (r.kind !== "value") return;
         let m: unknown;
         try {
-          m = messageFromJson(input, r.value);
+          m = codec.decode(input, r.value);
         } catch {
           return;
         }
         yield m;
       }
     }
-    // With an empty body etcd's gateway never waits for the server's
+    // With an empty body etcd 3.4's gateway never waits for the server's
     // headers, so its answer lacks Grpc-Metadata-Content-Type, and an early
-    // error arrives as a stream error chunk rather than a plain error.
-    const gotFirst = first.kind === "value";
+    // error arrives as a stream error chunk rather than a plain error. 3.6's
+    // always waits for them.
+    const gotFirst = started || flavor === "3.6";
     const sink = new StreamSink(res, rt.method.output as DescMessage, flavor, gotFirst, ctx.signal);
     const stream = Object.assign(sink, { requests: requests() });
     try {
@@ -349,7 +412,7 @@ export function createGateway(opts: GatewayOptions): Gateway {
     } catch (e) {
       const st = toStatus(e);
       if (sink.started || !gotFirst) sink.fail(st.code, st.message);
-      else writeError(req, res, st.code, st.message, false);
+      else writeError(req, res, st.code, st.message, "route");
       return;
     }
     sink.finish();
@@ -358,7 +421,7 @@ export function createGateway(opts: GatewayOptions): Gateway {
   function notFound(req: IncomingMessage, res: ServerResponse): void {
     req.resume();
     if (flavor === "3.4") goHttpError(res, 404, "Not Found");
-    else writeError(req, res, Code.NotFound, "Not Found", false);
+    else writeError(req, res, Code.NotFound, "Not Found", "routing");
   }
 
   return {
@@ -369,6 +432,11 @@ export function createGateway(opts: GatewayOptions): Gateway {
 }
 
 // ---------------------------------------------------------------------------
+
+/** grpc-gateway's requestAcceptsTrailers. */
+function acceptsTrailers(req: IncomingMessage): boolean {
+  return /trailers/i.test(String(req.headers.te ?? ""));
+}
 
 async function nextValue(dec: StreamDecoder, body: BodyReader): Promise<DecodeResult> {
   for (;;) {
@@ -388,6 +456,8 @@ class BodyReader {
   private done = false;
   private dropping = false;
   private wake: (() => void) | null = null;
+  /** Resolves when the body has ended (or the client is gone). */
+  readonly ended: Promise<void>;
 
   constructor(
     private readonly req: IncomingMessage,
@@ -400,8 +470,11 @@ class BodyReader {
       if (this.size > 1 << 20) req.pause();
       this.notify();
     });
+    let ended!: () => void;
+    this.ended = new Promise<void>((r) => (ended = r));
     const end = () => {
       this.done = true;
+      ended();
       this.notify();
     };
     req.once("end", end);
@@ -467,7 +540,7 @@ class StreamSink {
   send = async (msg: unknown): Promise<void> => {
     if (this.closed || this.signal.aborted || this.res.destroyed) throw new EtcdError(Code.Canceled, "context canceled");
     this.start(200);
-    const line = `{"result":${messageToJson(this.schema, msg as never)}}\n`;
+    const line = `{"result":${codecFor(this.flavor).encode(this.schema, msg as never)}}\n`;
     if (this.res.write(line)) return;
     await new Promise<void>((resolve) => {
       const done = () => {
@@ -488,6 +561,11 @@ class StreamSink {
 
   finish(): void {
     if (this.res.destroyed || this.res.writableEnded) return;
+    if (!this.started && this.flavor === "3.6") {
+      // v2 sets Content-Type with the first message only.
+      this.started = true;
+      writeHeadSorted(this.res, 200, [], [["Transfer-Encoding", "chunked"]]);
+    }
     this.start(200);
     this.res.end();
   }

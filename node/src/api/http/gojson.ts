@@ -370,75 +370,88 @@ export interface JValue {
   readonly node: JNode;
 }
 
-/** Builds the tree of an already validated value starting at (or after whitespace from) `pos`. */
+/**
+ * Builds the tree of an already validated value starting at (or after
+ * whitespace from) `pos`. Iterative: encoding/json allows 10000 levels of
+ * nesting, more than the JS stack takes recursively.
+ */
 export function parseValid(buf: Uint8Array, pos = 0): JValue {
   let i = pos;
   const ws = () => {
     while (i < buf.length && isSpace(buf[i]!)) i++;
-  };
-  const value = (): JNode => {
-    ws();
-    const s = i;
-    const c = buf[i]!;
-    if (c === 0x7b) {
-      i++;
-      const members: [string, JNode][] = [];
-      ws();
-      if (buf[i] === 0x7d) {
-        i++;
-        return { k: "obj", s, e: i, members };
-      }
-      for (;;) {
-        ws();
-        const ks = i;
-        skipString();
-        const key = utf8Decode(unquoteBytes(buf.subarray(ks, i)));
-        ws();
-        i++; // ':'
-        members.push([key, value()]);
-        ws();
-        if (buf[i++] === 0x7d) return { k: "obj", s, e: i, members };
-      }
-    }
-    if (c === 0x5b) {
-      i++;
-      const items: JNode[] = [];
-      ws();
-      if (buf[i] === 0x5d) {
-        i++;
-        return { k: "arr", s, e: i, items };
-      }
-      for (;;) {
-        items.push(value());
-        ws();
-        if (buf[i++] === 0x5d) return { k: "arr", s, e: i, items };
-      }
-    }
-    if (c === 0x22) {
-      skipString();
-      return { k: "str", s, e: i };
-    }
-    if (c === 0x74) {
-      i += 4;
-      return { k: "true", s, e: i };
-    }
-    if (c === 0x66) {
-      i += 5;
-      return { k: "false", s, e: i };
-    }
-    if (c === 0x6e) {
-      i += 4;
-      return { k: "null", s, e: i };
-    }
-    while (i < buf.length && /[-+.eE0-9]/.test(String.fromCharCode(buf[i]!))) i++;
-    return { k: "num", s, e: i };
   };
   const skipString = () => {
     i++; // opening quote
     while (buf[i] !== 0x22) i += buf[i] === 0x5c ? 2 : 1;
     i++;
   };
-  return { buf, node: value() };
+  const readKey = (): string => {
+    ws();
+    const ks = i;
+    skipString();
+    const key = utf8Decode(unquoteBytes(buf.subarray(ks, i)));
+    ws();
+    i++; // ':'
+    return key;
+  };
+  type Frame =
+    | { readonly k: "obj"; readonly s: number; readonly members: [string, JNode][]; key: string }
+    | { readonly k: "arr"; readonly s: number; readonly items: JNode[] };
+  const stack: Frame[] = [];
+  for (;;) {
+    ws();
+    const s = i;
+    const c = buf[i]!;
+    let node: JNode;
+    if (c === 0x7b) {
+      i++;
+      ws();
+      if (buf[i] !== 0x7d) {
+        stack.push({ k: "obj", s, members: [], key: readKey() });
+        continue;
+      }
+      i++;
+      node = { k: "obj", s, e: i, members: [] };
+    } else if (c === 0x5b) {
+      i++;
+      ws();
+      if (buf[i] !== 0x5d) {
+        stack.push({ k: "arr", s, items: [] });
+        continue;
+      }
+      i++;
+      node = { k: "arr", s, e: i, items: [] };
+    } else if (c === 0x22) {
+      skipString();
+      node = { k: "str", s, e: i };
+    } else if (c === 0x74) {
+      i += 4;
+      node = { k: "true", s, e: i };
+    } else if (c === 0x66) {
+      i += 5;
+      node = { k: "false", s, e: i };
+    } else if (c === 0x6e) {
+      i += 4;
+      node = { k: "null", s, e: i };
+    } else {
+      while (i < buf.length && /[-+.eE0-9]/.test(String.fromCharCode(buf[i]!))) i++;
+      node = { k: "num", s, e: i };
+    }
+    // Attach the finished value to its container; close every container it ends.
+    for (;;) {
+      const top = stack[stack.length - 1];
+      if (top === undefined) return { buf, node };
+      if (top.k === "obj") top.members.push([top.key, node]);
+      else top.items.push(node);
+      ws();
+      if (buf[i++] === 0x2c) {
+        if (top.k === "obj") top.key = readKey();
+        break;
+      }
+      stack.pop();
+      node = top.k === "obj" ? { k: "obj", s: top.s, e: i, members: top.members } : { k: "arr", s: top.s, e: i, items: top.items };
+    }
+  }
 }
 
 /** The raw bytes of a node. */

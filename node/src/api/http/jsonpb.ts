@@ -316,12 +316,24 @@ function readBytes(buf: Uint8Array, v: JNode): Uint8Array | undefined {
 // ---------------------------------------------------------------------------
 // Writing
 
-/** Serialises a message as etcd 3.4's gateway does. */
-export function messageToJson<Desc extends DescMessage>(desc: Desc, msg: MessageShape<Desc>): string {
+/**
+ * Serialises a message as etcd 3.4's gateway does. etcd 3.6's protojson
+ * writes the same shape but escapes strings differently: pass its string
+ * quoting as `quote`.
+ */
+export function messageToJson<Desc extends DescMessage>(desc: Desc, msg: MessageShape<Desc>, quote: (s: string) => string = goJsonString): string {
   const out: string[] = [];
-  writeMessage(reflect(desc, msg), out);
+  const q = quoteString;
+  quoteString = quote;
+  try {
+    writeMessage(reflect(desc, msg), out);
+  } finally {
+    quoteString = q;
+  }
   return out.join("");
 }
+
+let quoteString: (s: string) => string = goJsonString;
 
 function writeMessage(r: ReflectMessage, out: string[]): void {
   out.push("{");
@@ -381,7 +393,7 @@ function enumText(e: DescEnum, n: number): string {
 function scalarText(t: ScalarType, v: unknown): string {
   switch (t) {
     case ScalarType.STRING:
-      return goJsonString(v as string);
+      return quoteString(v as string);
     case ScalarType.BYTES:
       return `"${base64Encode(v as Uint8Array)}"`;
     case ScalarType.BOOL:
