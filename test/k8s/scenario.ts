@@ -22,15 +22,36 @@ interface WatchEvent {
   readonly rv: bigint;
 }
 
-/** Parses `kubectl get -w --output-watch-events -o json`: pretty JSON objects, each closed by "}" at column 0. */
-export function parseWatchEvents(text: string): WatchEvent[] {
-  const out: WatchEvent[] = [];
-  for (const chunk of text.split(/^}$/m)) {
-    if (chunk.trim() === "") continue;
-    const ev = JSON.parse(`${chunk}}`) as { type?: string; object?: { metadata?: { name?: string; resourceVersion?: string } } };
-    out.push({ type: ev.type ?? "?", name: ev.object?.metadata?.name ?? "?", rv: BigInt(ev.object?.metadata?.resourceVersion ?? "0") });
+/** Splits a stream of concatenated JSON values (as `kubectl get -w -o json` prints them); a trailing partial value is left out. */
+export function splitJsonStream(text: string): string[] {
+  const out: string[] = [];
+  let depth = 0;
+  let inString = false;
+  let escaped = false;
+  let start = -1;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (inString) {
+      if (escaped) escaped = false;
+      else if (c === "\\") escaped = true;
+      else if (c === '"') inString = false;
+    } else if (c === '"') {
+      inString = true;
+    } else if (c === "{") {
+      if (depth++ === 0) start = i;
+    } else if (c === "}") {
+      if (--depth === 0) out.push(text.slice(start, i + 1));
+    }
   }
   return out;
+}
+
+/** Parses `kubectl get -w --output-watch-events -o json` output. */
+export function parseWatchEvents(text: string): WatchEvent[] {
+  return splitJsonStream(text).map((doc) => {
+    const ev = JSON.parse(doc) as { type?: string; object?: { metadata?: { name?: string; resourceVersion?: string } } };
+    return { type: ev.type ?? "?", name: ev.object?.metadata?.name ?? "?", rv: BigInt(ev.object?.metadata?.resourceVersion ?? "0") };
+  });
 }
 
 function configMapDocs(prefix: string, namespace: string, from: number, to: number): string {
@@ -141,7 +162,8 @@ export function scenario(cp: ControlPlane, opts: { configMaps: number }): Step[]
         const names = r.stdout.split("\n").filter((l) => l.startsWith("configmap/bulk-"));
         assert.equal(names.length, n, `listed ${names.length} bulk ConfigMaps, want ${n}\n${storageLog(cp)}`);
         assert.equal(new Set(names).size, n, "a ConfigMap was listed twice");
-        const pages = r.stderr.split("\n").filter((l) => /GET https:\S*\/configmaps\?limit=250/.test(l)).length;
+        // kubectl -v=6 logs each response: "Response" verb="GET" url=".../configmaps?continue=...&limit=250".
+        const pages = r.stderr.split("\n").filter((l) => /"Response" verb="GET" url="[^"]*\/configmaps\?[^"]*limit=250/.test(l)).length;
         assert.ok(pages >= Math.ceil(n / chunk), `kubectl made ${pages} list requests with limit=${chunk}, want at least ${Math.ceil(n / chunk)}:\n${r.stderr.slice(-1500)}`);
       },
     },
