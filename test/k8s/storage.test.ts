@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
@@ -24,7 +24,7 @@ function build(): void {
   if (r.status !== 0) throw new Error(`test/k8s/storage/build.sh failed (${r.status ?? r.signal})`);
 }
 
-function runSuite(serverCommand: string): Promise<{ code: number | null; out: string; seconds: number }> {
+function runSuite(target: string, serverCommand: string): Promise<{ code: number | null; out: string; seconds: number }> {
   const work = mkdtempSync(join(tmpdir(), "etcdts-storage-"));
   const args = ["-test.v", "-test.timeout=45m", "-test.parallel=2"];
   const only = process.env["STORAGE_TEST_RUN"];
@@ -33,14 +33,35 @@ function runSuite(serverCommand: string): Promise<{ code: number | null; out: st
   return new Promise((resolve, reject) => {
     const child = spawn(bin, args, { cwd: work, env: { ...process.env, ETCD_TEST_SERVER: serverCommand, ETCD_TEST_ENDPOINTS: "" }, stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
-    child.stdout.on("data", (c: Buffer) => { out += c.toString("utf8"); });
-    child.stderr.on("data", (c: Buffer) => { out += c.toString("utf8"); });
+    mkdirSync(join(dir, "bin"), { recursive: true });
+    const log = join(dir, "bin", `output-${target}.log`);
+    writeFileSync(log, "");
+    const take = (c: Buffer): void => {
+      out += c.toString("utf8");
+      appendFileSync(log, c);
+    };
+    child.stdout.on("data", take);
+    child.stderr.on("data", take);
     child.on("error", reject);
     child.on("close", (code) => {
       rmSync(work, { recursive: true, force: true });
       resolve({ code, out, seconds: (Date.now() - t0) / 1000 });
     });
   });
+}
+
+/**
+ * Tests of features etcd 3.6 does not have. k8s.io/apiserver v0.37 is tested
+ * upstream against an embedded etcd 3.7, whose KV.RangeStream these tests
+ * require (real etcd 3.6 answers "unknown method RangeStream for service
+ * etcdserverpb.KV", Unimplemented). They may fail on etcd 3.6; any other
+ * failure on etcd 3.6 fails this suite.
+ */
+export const needsEtcd37 = /^(TestGetListStreamMultiChunk|TestWatchChanSyncStream\w*|TestWatchChanSync\/RangeStream)(\/|$)/;
+
+/** Whether a failure is explained by needsEtcd37: the test itself, or a parent of one that is. */
+function explainedBy37(name: string, failed: readonly string[]): boolean {
+  return needsEtcd37.test(name) || failed.some((f) => f.startsWith(`${name}/`) && needsEtcd37.test(f));
 }
 
 const targets = (process.env["STORAGE_TARGETS"] ?? "etcd,ours").split(",").map((s) => s.trim()).filter(Boolean);
@@ -55,18 +76,20 @@ describe("k8s.io/apiserver pkg/storage/etcd3 tests", { concurrency: 1 }, () => {
     it(`run against ${target}`, async () => {
       const command = target === "etcd" ? tool("etcd") : target === "ours" ? `${process.execPath} ${oursMain()}` : undefined;
       assert.ok(command, `STORAGE_TARGETS: unknown target ${target}`);
-      const r = await runSuite(command);
+      const r = await runSuite(target, command);
       const per = parseGoTest(r.out);
       results.set(target, per);
       mkdirSync(join(dir, "bin"), { recursive: true });
       writeFileSync(join(dir, "bin", `results-${target}.json`), JSON.stringify({ seconds: r.seconds, exit: r.code, tests: Object.fromEntries(per) }, null, 2));
-      writeFileSync(join(dir, "bin", `output-${target}.log`), r.out);
       const failed = [...per].filter(([, o]) => o === "FAIL").map(([n]) => n);
       process.stderr.write(`[storage ${target}] ${per.size} tests in ${r.seconds.toFixed(0)} s: ` +
         `${[...per.values()].filter((o) => o === "PASS").length} pass, ${failed.length} fail, ${[...per.values()].filter((o) => o === "SKIP").length} skip\n`);
       for (const n of failed) process.stderr.write(`[storage ${target}] FAIL ${n}\n`);
       assert.ok(per.size > 0, `no test results parsed (exit ${r.code}):\n${r.out.slice(-3000)}`);
-      if (target === "etcd") assert.deepEqual(failed, [], `tests fail against real etcd 3.6 (see test/k8s/storage/bin/output-etcd.log)`);
+      if (target === "etcd") {
+        const unexplained = failed.filter((n) => !explainedBy37(n, failed));
+        assert.deepEqual(unexplained, [], "tests fail against real etcd 3.6 (see test/k8s/storage/bin/output-etcd.log)");
+      }
     });
   }
 
