@@ -157,6 +157,12 @@ func startServer(t testing.TB, command []string, cfg *embed.Config) string {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(command[0], append(command[1:], flags(cfg)...)...)
+	// etcd reads ETCD_* variables as flags and warns about unknown ones: keep ours out.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "ETCD_TEST_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
