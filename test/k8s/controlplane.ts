@@ -5,10 +5,10 @@
 // Pending; every API object is still created and reconciled.
 
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { request } from "node:https";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { freePort } from "../harness/ports.js";
 import { tool } from "./tools.js";
@@ -101,6 +101,8 @@ export interface ControlPlaneOptions {
   /** kube-apiserver --etcd-compaction-interval (default 30s, so compaction happens during a test). */
   readonly compactionInterval?: string;
   readonly readyTimeoutMs?: number;
+  /** Directory to copy the components' logs into on stop (the temp dir itself is removed). */
+  readonly keepLogsIn?: string;
 }
 
 export async function startControlPlane(opts: ControlPlaneOptions): Promise<ControlPlane> {
@@ -141,6 +143,12 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     },
     async stop() {
       await Promise.all([stopChild(apiserver), ...(kcm ? [stopChild(kcm)] : [])]);
+      if (opts.keepLogsIn) {
+        mkdirSync(opts.keepLogsIn, { recursive: true });
+        for (const log of [apiserverLog, controllerManagerLog]) {
+          if (existsSync(log)) copyFileSync(log, join(opts.keepLogsIn, basename(log)));
+        }
+      }
       rmSync(dir, { recursive: true, force: true });
     },
   };

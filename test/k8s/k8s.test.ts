@@ -5,10 +5,13 @@
 // K8S_TARGETS=etcd,ours (default) picks targets; K8S_ETCD_ENDPOINTS=url,...
 // adds a target "external" (an already running server or cluster, e.g. a
 // 3-member etcd-ts cluster). K8S_CONFIGMAPS sets the bulk count (default 2000).
-// The Kubernetes binaries come from `npm run tools`; missing ones fail the run.
+// kube-apiserver's and kube-controller-manager's logs are kept in
+// test/k8s/logs/<target>/ (git-ignored). The Kubernetes binaries come from `npm run tools`; missing ones fail the run.
 
 import { after, before, describe, it } from "node:test";
+import { join } from "node:path";
 import { startMember, type Member } from "../harness/member.js";
+import { repoRoot } from "../harness/provision.js";
 import { startControlPlane, type ControlPlane } from "./controlplane.js";
 import { scenario } from "./scenario.js";
 import { tool, useEtcd36 } from "./tools.js";
@@ -37,7 +40,7 @@ for (const target of targets) {
       } else {
         throw new Error(`K8S_TARGETS: unknown target ${target} (etcd, ours)`);
       }
-      cp = await startControlPlane({ etcdServers: endpoints });
+      cp = await startControlPlane({ etcdServers: endpoints, keepLogsIn: join(repoRoot, "test", "k8s", "logs", target) });
       deferred.cp = cp;
     });
 
