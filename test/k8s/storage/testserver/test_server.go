@@ -170,8 +170,14 @@ func startServer(t testing.TB, command []string, cfg *embed.Config) string {
 		logFile.Close()
 		t.Fatalf("starting %v: %v", command, err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	// exited is closed when the process is gone (waitErr then holds why), so
+	// any number of readers can wait on it.
+	exited := make(chan struct{})
+	var waitErr error
+	go func() {
+		waitErr = cmd.Wait()
+		close(exited)
+	}()
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -192,9 +198,9 @@ func startServer(t testing.TB, command []string, cfg *embed.Config) string {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		select {
-		case err := <-exited:
+		case <-exited:
 			b, _ := os.ReadFile(logPath)
-			t.Fatalf("server %v exited before it was ready: %v\n%s", command, err, tail(string(b), 40))
+			t.Fatalf("server %v exited before it was ready: %v\n%s", command, waitErr, tail(string(b), 40))
 		default:
 		}
 		if ready(endpoint) {
