@@ -25,7 +25,8 @@ const versions: { name: string; bin: string }[] = tools.ok
 for (const v of versions) {
   describe(`etcdctl ${v.name}: real etcd 3.6 vs ours`, { skip: !tools.ok }, () => {
     let d: Duo;
-    before(async () => { d = await Duo.start(v.bin); });
+    // Progress notifications every second, so `watch --progress-notify` has something to print.
+    before(async () => { d = await Duo.start(v.bin, ["--watch-progress-notify-interval=1s"]); });
     after(async () => { await d?.stop(); });
 
     it("endpoint hashkv on a fresh cluster", async () => {
@@ -37,6 +38,7 @@ for (const v of versions) {
       await d.same(["put", "h2", "v2"], { code: 0 });
       await d.same(["del", "h1"], { code: 0 });
       for (const f of FORMATS) await d.same(["endpoint", "hashkv", "-w", f], { code: 0 });
+      await d.same(["endpoint", "hashkv", "--cluster"], { code: 0 });
       await d.same(["endpoint", "hashkv", "-w", "table"], { code: 0 });
     });
 
@@ -136,6 +138,14 @@ for (const v of versions) {
       await waitFor(() => live.judge.stdout().includes("DELETE") && live.ours.stdout().includes("DELETE"), 15_000, "live watch DELETE");
       const [la, lb] = await Promise.all([live.judge.stop(), live.ours.stop()]);
       assert.equal(d.text("ours", lb.stdout), d.text("judge", la.stdout), "live watch output");
+      if (v.name === "3.6") {
+        // An idle watch with --progress-notify prints the server's periodic progress notifications.
+        const idle = d.startBoth(["watch", "idle-key", "--progress-notify"]);
+        await waitFor(() => idle.judge.stdout().includes("progress notify") && idle.ours.stdout().includes("progress notify"), 15_000, "progress notification");
+        const [ia, ib] = await Promise.all([idle.judge.stop(), idle.ours.stop()]);
+        const firstLine = (t: string): string => t.split("\n")[0] ?? "";
+        assert.equal(firstLine(d.text("ours", ib.stdout)), firstLine(d.text("judge", ia.stdout)), "first progress notification");
+      }
     });
 
     it("lease: grant, list, timetolive, keep-alive --once, revoke", async () => {
@@ -160,16 +170,27 @@ for (const v of versions) {
       await d.same(["lease", "list"], { code: 0 });
     });
 
+    it("lease keep-alive (streaming) until the lease is revoked", async () => {
+      await d.same(["lease", "grant", "6"], { code: 0 });
+      const ka = d.startBoth(["lease", "keep-alive", "{leaseLast}"]);
+      await waitFor(() => ka.judge.stdout().includes("keepalived") && ka.ours.stdout().includes("keepalived"), 15_000, "first keepalive");
+      // Revoking ends the stream: etcdctl prints that the lease expired or was revoked and exits.
+      await d.same(["lease", "revoke", "{leaseLast}"], { code: 0 });
+      const [a, b] = await Promise.all([ka.judge.done, ka.ours.done]);
+      const firstAndLast = (t: string): string => { const l = t.trimEnd().split("\n"); return `${l[0]}\n...\n${l[l.length - 1]}`; };
+      assert.equal(firstAndLast(d.text("ours", b.stdout)), firstAndLast(d.text("judge", a.stdout)), "keep-alive output (first and last line: the count of renewals in between depends on time)");
+      assert.equal(b.code, a.code, `keep-alive exit code (ours' stderr: ${b.stderr})`);
+    });
+
     it("lease expiry deletes attached keys", async () => {
       await d.same(["lease", "grant", "1"], { code: 0 });
-      const n = 2; // this test's lease index: two grants above
-      await d.same(["put", "short", "lived", "--lease", `{lease${n}}`], { code: 0 });
+      await d.same(["put", "short", "lived", "--lease", "{leaseLast}"], { code: 0 });
       await waitFor(async () => {
         const r = await d.both(["get", "short", "-w", "json"]);
         return keyCount(r.judge) === 0 && keyCount(r.ours) === 0;
       }, 20_000, "short-lived key to expire on both");
       await d.same(["get", "short", "-w", "json"], { code: 0 });
-      await d.same(["lease", "timetolive", `{lease${n}}`], { code: 0 });
+      await d.same(["lease", "timetolive", "{leaseLast}"], { code: 0 });
     });
 
     it("lock: command under the lock, and contention between two holders", async () => {
@@ -226,6 +247,8 @@ for (const v of versions) {
       await d.same(["defrag"], { code: 0, normalise: ["took"] });
       await d.same(["alarm", "list"], { code: 0 });
       await d.same(["alarm", "list", "-w", "json"], { code: 0 });
+      await d.same(["alarm", "disarm"], { code: 0 });
+      await d.same(["defrag", "--cluster"], { code: 0, normalise: ["took"] });
     });
 
     it("endpoint status in every format", async () => {

@@ -157,7 +157,9 @@ export class Duo {
   }
 
   private expand(side: Side, args: readonly string[]): string[] {
-    return args.map((x) => x.replace(/\{lease(\d+)\}/g, (_, i: string) => side.leases[Number(i)] ?? `missing-lease-${i}`));
+    return args.map((x) => x
+      .replace(/\{lease(\d+)\}/g, (_, i: string) => side.leases[Number(i)] ?? `missing-lease-${i}`)
+      .replace(/\{leaseLast\}/g, side.leases[side.leases.length - 1] ?? "missing-lease"));
   }
 
   /** Runs one command on both sides and asserts equal normalised stdout, stderr and exit code. */
