@@ -18,12 +18,19 @@ import { referenceTools } from "../harness/cluster.js";
 const tools = referenceTools();
 const script = join(repoRoot, "test", "clients", "k8s-storage", "run.sh");
 
-interface Outcome { results: Map<string, string>; packageAction: string | undefined; stderr: string }
+interface Outcome {
+  results: Map<string, string>;
+  packageAction: string | undefined;
+  stderr: string;
+  /** The last output lines of each test (a hang's goroutine dump lands here). */
+  output: Map<string, string[]>;
+}
 
 function runStorageTests(target: "etcd" | "ours"): Promise<Outcome> {
   return new Promise((resolve) => {
-    const child = spawn("bash", [script, target, "-count=1", "-timeout", "40m", "-json"], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn("bash", [script, target, "-count=1", "-timeout", "30m", "-json"], { stdio: ["ignore", "pipe", "pipe"] });
     const results = new Map<string, string>();
+    const output = new Map<string, string[]>();
     let packageAction: string | undefined;
     let buf = "";
     let stderr = "";
@@ -34,7 +41,14 @@ function runStorageTests(target: "etcd" | "ours"): Promise<Outcome> {
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
         if (!line.startsWith("{")) continue;
-        const e = JSON.parse(line) as { Action?: string; Test?: string };
+        const e = JSON.parse(line) as { Action?: string; Test?: string; Output?: string };
+        if (e.Action === "output" && e.Output !== undefined) {
+          const key = e.Test ?? "(package)";
+          const lines = output.get(key) ?? [];
+          lines.push(e.Output);
+          if (lines.length > 60) lines.shift();
+          output.set(key, lines);
+        }
         if (e.Action === "pass" || e.Action === "fail" || e.Action === "skip") {
           if (e.Test) results.set(e.Test, e.Action);
           else packageAction = e.Action;
@@ -42,7 +56,7 @@ function runStorageTests(target: "etcd" | "ours"): Promise<Outcome> {
       }
     });
     child.stderr.on("data", (d: Buffer) => { stderr = (stderr + d.toString()).slice(-4000); });
-    child.on("close", () => resolve({ results, packageAction, stderr }));
+    child.on("close", () => resolve({ results, packageAction, stderr, output }));
   });
 }
 
@@ -59,6 +73,10 @@ describe("k8s.io/apiserver etcd3 storage tests: real etcd 3.6 vs ours", { skip: 
       const b = ours.results.get(name);
       if (a !== b) differ.push(`${name}: etcd ${a ?? "did not run"}, ours ${b ?? "did not run"}`);
     }
-    assert.deepEqual(differ.sort(), [], `outcomes that differ (ours' stderr tail:\n${ours.stderr})`);
+    // For a difference, show ours' last output: a test still running at the end (a hang that
+    // hit -timeout) has its goroutine dump there.
+    const first = differ.sort()[0]?.split(":")[0] ?? "";
+    const tail = [...(ours.output.get(first) ?? []), ...(ours.output.get("(package)") ?? [])].join("").slice(-6000);
+    assert.deepEqual(differ, [], `outcomes that differ; ours' output for ${first}:\n${tail}\nours' stderr tail:\n${ours.stderr}`);
   });
 });
