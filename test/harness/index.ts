@@ -6,3 +6,5 @@ export type { EtcdBinaries, Availability } from "./provision.js";
 export { conformanceTargets, availableTargets } from "./targets.js";
 export type { TargetStatus } from "./targets.js";
 export { GrpcConn, GrpcCallError, methodPath } from "./grpc.js";
+export { startCluster, clusterSize, referenceTools, toolsBin } from "./cluster.js";
+export type { Cluster, ClusterOptions, ReferenceTools } from "./cluster.js";

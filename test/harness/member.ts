@@ -25,6 +25,8 @@ export interface StartOptions {
   readonly name?: string;
   /** How long to wait for readiness (default 60 s). */
   readonly readyTimeoutMs?: number;
+  /** For impl "etcd": the etcd binary to run (default: etcdBinaries(), i.e. $ETCD_BIN or Debian's 3.4). */
+  readonly etcdBinary?: string;
 }
 
 export interface Member {
@@ -93,7 +95,8 @@ function installHooks(): void {
 
 // ---------------------------------------------------------------------------
 
-function command(impl: Impl): { file: string; prefixArgs: string[] } {
+function command(impl: Impl, etcdBinary: string | undefined): { file: string; prefixArgs: string[] } {
+  if (impl === "etcd" && etcdBinary !== undefined) return { file: etcdBinary, prefixArgs: [] };
   if (impl === "etcd") {
     const bins = etcdBinaries();
     if (!bins.ok) throw new Error(`cannot start etcd: ${bins.reason}`);
@@ -163,6 +166,7 @@ class MemberImpl implements Member {
     private readonly extra: readonly string[],
     private readonly readyTimeoutMs: number,
     logDir: string,
+    private readonly etcdBinary: string | undefined,
   ) {
     this.clientUrl = `http://127.0.0.1:${clientPort}`;
     this.peerUrl = `http://127.0.0.1:${peerPort}`;
@@ -176,7 +180,7 @@ class MemberImpl implements Member {
 
   /** Spawns the process and waits for readiness. */
   async launch(): Promise<void> {
-    const { file, prefixArgs } = command(this.impl);
+    const { file, prefixArgs } = command(this.impl, this.etcdBinary);
     const args = [...prefixArgs, ...flags(this.name, this.dataDir, this.clientPort, this.peerPort, this.extra)];
     const fd = openSync(this.logFile, "a");
     let child: ChildProcess;
@@ -298,7 +302,7 @@ export async function startMember(opts: StartOptions): Promise<Member> {
   for (let attempt = 0; attempt < 3; attempt++) {
     const clientPort = await freePort();
     const peerPort = await freePort();
-    const m = new MemberImpl(opts.impl, name, dataDir, owned, clientPort, peerPort, opts.extraFlags ?? [], opts.readyTimeoutMs ?? 60_000, root);
+    const m = new MemberImpl(opts.impl, name, dataDir, owned, clientPort, peerPort, opts.extraFlags ?? [], opts.readyTimeoutMs ?? 60_000, root, opts.etcdBinary);
     try {
       await m.launch();
       return m;
