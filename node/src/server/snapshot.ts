@@ -4,7 +4,11 @@
 // records [u32 BE key length][key][u32 BE value length][value] in key order,
 // all read from one LevelDB snapshot (so data, applied index and meta agree).
 // The Snapshot RPC appends the sha256 of those bytes, as etcd appends one to
-// its database file. Restoring from it is the snapshot-restore work's.
+// its database file. The dump ends with one padding record (empty key, a value
+// of zeros) that makes its size a multiple of 512, because etcdctl recognises
+// the trailing sha256 by `size % 512 == 32` (bbolt files are page-aligned);
+// readers skip records with an empty key. Members also stream this dump to a
+// follower behind the compacted raft log (server.ts restoreFromFile).
 
 import { mkdtemp, open, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -41,6 +45,12 @@ export async function snapshotChunks(s: EtcdServer): Promise<{ total: bigint; ch
         pending = 0;
       }
     }
+    // Padding record: u32 0, u32 n, n zero bytes, so that the total is a multiple of 512.
+    const len = total + pending + 8;
+    const pad = (512 - (len % 512)) % 512;
+    const p = Buffer.alloc(8 + pad);
+    p.writeUInt32BE(pad, 4);
+    parts.push(p);
     const b = Buffer.concat(parts);
     await fh.write(b);
     total += b.length;
