@@ -20,5 +20,12 @@ if (files.length === 0) {
   console.error("test/run.mjs: no test files found under dist/ (did the build run?)");
   process.exit(1);
 }
-const r = spawnSync(process.execPath, ["--test", "--test-reporter=spec", ...files], { stdio: "inherit" });
+// Test files run concurrently (TEST_CONCURRENCY, default 3): most of their time
+// is spent waiting on servers they started and on fsync, not on the CPU.
+const concurrency = Number(process.env.TEST_CONCURRENCY ?? 3);
+if (!Number.isInteger(concurrency) || concurrency < 1) {
+  console.error(`test/run.mjs: TEST_CONCURRENCY must be a positive integer, got ${process.env.TEST_CONCURRENCY}`);
+  process.exit(1);
+}
+const r = spawnSync(process.execPath, ["--test", `--test-concurrency=${concurrency}`, "--test-reporter=spec", ...files], { stdio: "inherit" });
 process.exit(r.status ?? 1);

@@ -245,6 +245,33 @@ class Inbox<T> {
   }
 }
 
+
+/**
+ * Records raw stream lines into the transcript when the test consumes them
+ * (next()), not when they arrive: arrival order against the test's own
+ * requests on other connections depends on timing, consumption order does not.
+ */
+class LineLog {
+  private lines: unknown[] = [];
+  constructor(
+    private readonly tr: Transcript,
+    private readonly op = "watch.line",
+  ) {}
+  arrived(line: unknown): void {
+    this.lines.push(line);
+  }
+  async consume<T>(p: Promise<T>): Promise<T> {
+    try {
+      const v = await p;
+      if (this.lines.length > 0) this.tr.add(this.op, undefined, this.lines.shift());
+      return v;
+    } catch (e) {
+      for (const l of this.lines.splice(0)) this.tr.add(this.op, undefined, l);
+      throw e;
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------
 // gRPC
 
@@ -483,6 +510,7 @@ class HttpClient implements Client {
    */
   async watch(): Promise<WatchSession> {
     const inbox = new Inbox<WatchResponse>();
+    const log = new LineLog(this.tr);
     const tr = this.tr;
     const url = new URL(`${this.member.clientUrl}/v3/watch`);
     const pending: string[] = [];
@@ -501,7 +529,7 @@ class HttpClient implements Client {
             buf = buf.slice(nl + 1);
             if (!line) continue;
             const obj = JSON.parse(line) as { result?: JsonValue; error?: unknown };
-            tr.add("watch.line", undefined, obj);
+            log.arrived(obj);
             if (obj.result !== undefined) inbox.push(fromJson(WatchResponseSchema, obj.result, { ignoreUnknownFields: true }));
             else inbox.end(new ClientError(JSON.stringify(obj.error), undefined, "http"));
           }
@@ -525,7 +553,7 @@ class HttpClient implements Client {
       progress: () => send("watch.progress", { requestUnion: { case: "progressRequest", value: {} } }),
       next: () => {
         if (!req) start();
-        return inbox.next("a watch response line");
+        return log.consume(inbox.next("a watch response line"));
       },
       close: async () => {
         req?.destroy();
@@ -619,6 +647,9 @@ class EtcdctlClient implements Client {
         this.children.delete(child);
         resolve({ exit: code ?? (signal ? 128 : 1), stdout, stderr });
       });
+      // etcdctl reads stdin only for some commands; one that exits first closes
+      // the pipe, and the EPIPE that follows is not a failure of the command.
+      child.stdin.on("error", () => undefined);
       child.stdin.end(stdin ?? "");
     });
   }
@@ -842,6 +873,7 @@ class EtcdctlClient implements Client {
   /** One `etcdctl watch` process per session; it expresses exactly one create. */
   async watch(): Promise<WatchSession> {
     const inbox = new Inbox<WatchResponse>();
+    const log = new LineLog(this.tr);
     const tr = this.tr;
     let child: import("node:child_process").ChildProcess | undefined;
     const self = this;
@@ -872,7 +904,7 @@ class EtcdctlClient implements Client {
             if (!line) continue;
             // clientv3.WatchResponse as Go JSON: {Header, Events, CompactRevision, Canceled, Created}
             const o = parseGoJson(line) as Record<string, unknown>;
-            tr.add("watch.line", undefined, o);
+            log.arrived(o);
             const events = ((o["Events"] as Array<Record<string, unknown>> | null) ?? []).map((e) => ({ type: e["type"] ?? 0, kv: e["kv"] ?? null, prev_kv: e["prev_kv"] ?? null }));
             try {
               inbox.push(
@@ -895,7 +927,7 @@ class EtcdctlClient implements Client {
       },
       cancel: () => Promise.reject(new NotExpressible("cancel with etcdctl watch")),
       progress: () => Promise.reject(new NotExpressible("progress request with etcdctl watch")),
-      next: () => inbox.next("an etcdctl watch line"),
+      next: () => log.consume(inbox.next("an etcdctl watch line")),
       close: async () => {
         child?.kill("SIGKILL");
       },
@@ -1101,6 +1133,7 @@ class Etcd3Client implements Client {
 
   async watch(): Promise<WatchSession> {
     const inbox = new Inbox<WatchResponse>();
+    const log = new LineLog(this.tr, "watch.next");
     const tr = this.tr;
     const watchers: Array<import("etcd3").Watcher> = [];
     const c = this.c;
@@ -1123,7 +1156,7 @@ class Etcd3Client implements Client {
         const w = b.watcher();
         const push = (res: unknown) => {
           const json = etcd3Json(res);
-          tr.add("watch.next", undefined, { ok: json });
+          log.arrived({ ok: json });
           inbox.push(fromJson(WatchResponseSchema, json, { ignoreUnknownFields: true }));
         };
         w.on("connected", push);
@@ -1134,7 +1167,7 @@ class Etcd3Client implements Client {
       },
       cancel: () => Promise.reject(new NotExpressible("cancel by watch id through etcd3 (its cancel response is consumed internally)")),
       progress: () => Promise.reject(new NotExpressible("progress request through etcd3")),
-      next: () => inbox.next("an etcd3 watch response"),
+      next: () => log.consume(inbox.next("an etcd3 watch response")),
       close: async () => {
         await Promise.all(watchers.map((w) => w.cancel().catch(() => undefined)));
       },

@@ -84,6 +84,37 @@ export function mergeWatchEvents(entries: readonly TranscriptEntry[]): Transcrip
     }
     out.push(copy);
   }
+  return sortWatcherRuns(out);
+}
+
+/**
+ * Rule 8: when one change is delivered to several watchers of a stream, etcd
+ * sends their responses in Go map order (unspecified). Within a run of
+ * consecutive event-only responses, order by watch id (stable, so each
+ * watcher's own responses keep their order).
+ */
+function sortWatcherRuns(entries: TranscriptEntry[]): TranscriptEntry[] {
+  const out: TranscriptEntry[] = [];
+  let run: TranscriptEntry[] = [];
+  const flush = () => {
+    const idOf = (e: TranscriptEntry) => {
+      const w = watchResponseOf(e)!;
+      return BigInt(String(w.resp[w.id] ?? "0"));
+    };
+    out.push(...run.map((e, i) => ({ e, i })).sort((a, b) => (idOf(a.e) < idOf(b.e) ? -1 : idOf(a.e) > idOf(b.e) ? 1 : a.i - b.i)).map((x) => x.e));
+    run = [];
+  };
+  for (const e of entries) {
+    const w = watchResponseOf(e);
+    if (w && isEventOnly(w) && w.id !== "") {
+      if (run.length > 0 && run[0]!.op !== e.op) flush();
+      run.push(e);
+      continue;
+    }
+    flush();
+    out.push(e);
+  }
+  flush();
   return out;
 }
 
@@ -100,6 +131,10 @@ export function normaliseEntries(rawEntries: readonly TranscriptEntry[], ctx: No
   const str = (s: string): string => {
     let out = s.split(ctx.clientAddr).join("<client-addr>").split(ctx.peerAddr).join("<peer-addr>");
     out = out.replace(/"ts":"[^"]*"/g, '"ts":"<ts>"').replace(/client-[0-9a-f-]{36}/g, "client-<uuid>");
+    // etcdctl 3.6 reports how long a defragmentation took (a Go duration).
+    out = out.replace(/\. took [0-9][0-9.a-zµ]*/g, ". took <duration>");
+    // etcdctl 3.6's client logs name its resolver by a Go pointer and its own ephemeral port.
+    out = out.replace(/etcd-endpoints:\/\/0x[0-9a-f]+\//g, "etcd-endpoints://<ptr>/").replace(/LocalAddr: '127\.0\.0\.1:\d+'/g, "LocalAddr: '<local-addr>'");
     for (const id of hexIds) out = out.split(BigInt(id).toString(16)).join(ids.get(id) ?? id);
     return out;
   };

@@ -223,7 +223,15 @@ class MemberImpl implements Member {
     } catch {
       /* gone */
     }
-    const done = await Promise.race([this.exited.then(() => true), sleep(graceMs).then(() => false)]);
+    // The grace timer is cancelled once the process exits, so it never keeps
+    // the test process alive after its tests are done.
+    const ac = new AbortController();
+    const timer = sleep(graceMs, undefined, { signal: ac.signal }).then(
+      () => false,
+      () => false,
+    );
+    const done = await Promise.race([this.exited.then(() => true), timer]);
+    ac.abort();
     return done;
   }
 

@@ -40,6 +40,9 @@ import { AlarmStore, Applier, type ApplyResult } from "./applier.js";
 import { executeRange } from "./range.js";
 import { Metrics } from "./metrics.js";
 import { SNAPSHOT_MAGIC, snapshotChunks } from "./snapshot.js";
+
+/** The dump's end marker (snapshot.ts), where a key length would be. */
+const SNAPSHOT_END = 0xffffffff;
 import type { RaftLogStore } from "./raft_log.js";
 import { Wal } from "../wal/index.js";
 import { RaftNode, type Ticker } from "./raft_node.js";
@@ -730,14 +733,15 @@ export class EtcdServer {
         if (!keep.has(k.toString("hex"))) ops.push({ type: "del", key: k });
       }
       let off = SNAPSHOT_MAGIC.length;
-      while (off < buf.length) {
+      while (off + 4 <= buf.length) {
         const kl = buf.readUInt32BE(off);
+        if (kl === SNAPSHOT_END) break; // end marker; zero padding follows
         const key = buf.subarray(off + 4, off + 4 + kl);
         off += 4 + kl;
         const vl = buf.readUInt32BE(off);
         const value = buf.subarray(off + 4, off + 4 + vl);
         off += 4 + vl;
-        if (key.length > 0 && !keep.has(key.toString("hex"))) ops.push({ type: "put", key: Buffer.from(key), value: Buffer.from(value) }); // empty key: padding
+        if (!keep.has(key.toString("hex"))) ops.push({ type: "put", key: Buffer.from(key), value: Buffer.from(value) });
       }
       await this.backend.write(ops, true);
       await this.store.reload();

@@ -2,13 +2,13 @@
 //
 // Format (etcd-ts snapshot v1): the 16-byte magic "etcd-ts-snap-v1\n", then
 // records [u32 BE key length][key][u32 BE value length][value] in key order,
-// all read from one LevelDB snapshot (so data, applied index and meta agree).
+// all read from one LevelDB snapshot (so data, applied index and meta agree),
+// then the end marker 0xFFFFFFFF and zero bytes up to a multiple of 512.
 // The Snapshot RPC appends the sha256 of those bytes, as etcd appends one to
-// its database file. The dump ends with one padding record (empty key, a value
-// of zeros) that makes its size a multiple of 512, because etcdctl recognises
-// the trailing sha256 by `size % 512 == 32` (bbolt files are page-aligned);
-// readers skip records with an empty key. Members also stream this dump to a
-// follower behind the compacted raft log (server.ts restoreFromFile).
+// its database file; etcdctl 3.6 finds that checksum only when the body is a
+// whole number of 512-byte blocks (as a bbolt file always is), hence the
+// padding. Members also stream this dump to a follower
+// behind the compacted raft log (server.ts restoreFromFile reads it back).
 
 import { mkdtemp, open, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -17,6 +17,7 @@ import type { EtcdServer } from "./server.js";
 
 export const SNAPSHOT_MAGIC = Buffer.from("etcd-ts-snap-v1\n");
 const CHUNK = 32 * 1024;
+const END_MARKER = Buffer.from([0xff, 0xff, 0xff, 0xff]);
 
 /**
  * Writes the dump to a temporary file first (so remaining_bytes is known and
@@ -45,12 +46,10 @@ export async function snapshotChunks(s: EtcdServer): Promise<{ total: bigint; ch
         pending = 0;
       }
     }
-    // Padding record: u32 0, u32 n, n zero bytes, so that the total is a multiple of 512.
-    const len = total + pending + 8;
-    const pad = (512 - (len % 512)) % 512;
-    const p = Buffer.alloc(8 + pad);
-    p.writeUInt32BE(pad, 4);
-    parts.push(p);
+    parts.push(END_MARKER);
+    pending += END_MARKER.length;
+    const pad = (512 - ((total + pending) % 512)) % 512;
+    parts.push(Buffer.alloc(pad));
     const b = Buffer.concat(parts);
     await fh.write(b);
     total += b.length;

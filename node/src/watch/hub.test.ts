@@ -133,3 +133,17 @@ test("errors: empty range, duplicate id; progress request answers -1 once synced
     assert.equal(msgs[3]!.header!.revision, 2n);
   });
 });
+
+test("a future start_revision: no events before it, then every event from it", async () => {
+  await withHub(async (_s, hub, write) => {
+    const st = hub.openStream();
+    hub.watch(st, spec({ startRevision: 4n }), 0n); // current revision is 1
+    await write("k1", "a"); // 2
+    await write("k1", "b"); // 3
+    await write("k1", "c"); // 4
+    await write("k2", "d"); // 5
+    const msgs = await drain(st, (all) => revsOf(all).length >= 2);
+    assert.equal(msgs[0]!.created, true);
+    assert.deepEqual(revsOf(msgs), [4n, 5n]);
+  });
+});

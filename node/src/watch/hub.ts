@@ -245,6 +245,12 @@ export class WatchHub {
 
   private maybeAnswerProgress(stream: WatchStream): void {
     if (!stream.progressPending) return;
+    // etcd 3.5+ answers through one of the stream's watchers: a stream without
+    // watchers gets no answer, and the request is not kept.
+    if (stream.watchers.size === 0) {
+      stream.progressPending = false;
+      return;
+    }
     for (const w of stream.watchers.values()) if (!w.synced) return;
     stream.progressPending = false;
     stream.enqueue({ header: { revision: this.store.durableRev }, watchId: -1n });
@@ -272,6 +278,8 @@ export class WatchHub {
     for (const c of changes) {
       const k = keyStr(c.kv.key);
       for (const w of this.synced) {
+        // A watcher created with a future start_revision waits for it.
+        if (rev < w.next) continue;
         if (!inRange(w, k)) continue;
         if (c.deleted ? w.spec.noDelete : w.spec.noPut) continue;
         let evs = per.get(w);
@@ -288,7 +296,7 @@ export class WatchHub {
     for (const w of this.synced) {
       const evs = per.get(w);
       if (evs === undefined) {
-        w.next = rev + 1n;
+        if (rev >= w.next) w.next = rev + 1n;
         continue;
       }
       if (w.stream.overBudget) {
@@ -377,7 +385,8 @@ export class WatchHub {
       if (w.next < compactRev) {
         this.unsynced.delete(w);
         w.stream.watchers.delete(w.id);
-        w.stream.enqueue({ header: { revision: this.store.durableRev }, watchId: w.id, canceled: true, compactRevision: compactRev });
+        // etcd sends this response with revision 0 in its header.
+        w.stream.enqueue({ header: { revision: 0n }, watchId: w.id, canceled: true, compactRevision: compactRev });
         continue;
       }
       const target = this.store.durableRev;

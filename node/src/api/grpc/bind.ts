@@ -21,8 +21,28 @@ class Undecodable {
   constructor(readonly reason: string) {}
 }
 
-function deserializer(schema: DescMessage) {
+/**
+ * A request over the receive limit. grpc-js checks its own limit with its own
+ * text; etcd (grpc-go) answers ResourceExhausted with "grpc: received message
+ * larger than max (N vs. LIMIT)". We enforce etcd's limit here with etcd's text
+ * and give grpc-js a higher hard cap (see grpcHardCap), so only requests beyond
+ * that cap get grpc-js's wording (same code).
+ */
+class Oversized {
+  constructor(
+    readonly size: number,
+    readonly limit: number,
+  ) {}
+}
+
+/** grpc-js's own receive limit for a server whose etcd limit is `limit`. */
+export function grpcHardCap(limit: number): number {
+  return Math.max(4 * limit, limit + 4 * 1024 * 1024);
+}
+
+function deserializer(schema: DescMessage, limit: number | undefined) {
   return (buf: Buffer) => {
+    if (limit !== undefined && buf.length > limit) return new Oversized(buf.length, limit);
     try {
       return fromBinary(schema, buf);
     } catch (err) {
@@ -32,6 +52,9 @@ function deserializer(schema: DescMessage) {
 }
 
 function undecodable(req: unknown): Partial<grpc.StatusObject> | undefined {
+  if (req instanceof Oversized) {
+    return { code: grpc.status.RESOURCE_EXHAUSTED, details: `grpc: received message larger than max (${req.size} vs. ${req.limit})` };
+  }
   if (!(req instanceof Undecodable)) return undefined;
   return { code: grpc.status.INTERNAL, details: `grpc: error unmarshalling request: ${req.reason}` };
 }
@@ -77,8 +100,13 @@ function noLeader(call: AnyCall, opts: BindOptions): boolean {
   return v.length > 0 && String(v[0]) === "true";
 }
 
-/** Adds every service and method to the server; unimplemented methods answer Unimplemented. */
-export function bindServices(server: grpc.Server, services: AnyServiceImpl[], log: Logger, opts: BindOptions = {}): void {
+/**
+ * Adds every service and method to the server; unimplemented methods answer
+ * Unimplemented. `maxReceiveBytes` is etcd's gRPC receive limit (requests over
+ * it are refused with etcd's text); the grpc.Server must be created with
+ * "grpc.max_receive_message_length" = grpcHardCap(maxReceiveBytes).
+ */
+export function bindServices(server: grpc.Server, services: AnyServiceImpl[], log: Logger, maxReceiveBytes?: number, opts: BindOptions = {}): void {
   for (const impl of services) {
     const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
     const implementation: grpc.UntypedServiceImplementation = {};
@@ -89,9 +117,9 @@ export function bindServices(server: grpc.Server, services: AnyServiceImpl[], lo
         requestStream: m.methodKind === "client_streaming" || m.methodKind === "bidi_streaming",
         responseStream: m.methodKind === "server_streaming" || m.methodKind === "bidi_streaming",
         requestSerialize: serializer(m.input),
-        requestDeserialize: deserializer(m.input),
+        requestDeserialize: deserializer(m.input, maxReceiveBytes),
         responseSerialize: serializer(m.output),
-        responseDeserialize: deserializer(m.output),
+        responseDeserialize: deserializer(m.output, undefined),
       };
       const h = impl.handlers[m.localName];
       if (h === undefined) {

@@ -36,7 +36,7 @@ export interface HttpDeps {
   readonly versions: () => VersionInfo;
   /** prom-client registry served at /metrics (404 when absent). */
   readonly metrics?: Registry;
-  /** Which etcd release's HTTP formats to reproduce where they differ (default "3.4"). */
+  /** Which etcd release's HTTP formats to reproduce where they differ (default "3.6", the release our server reports). */
   readonly flavor?: GatewayFlavor;
   /** Allowed CORS origins (etcd --cors); default ["*"]. */
   readonly cors?: readonly string[];
@@ -75,7 +75,7 @@ function escapePath(p: string): string {
 
 /** The handler for every HTTP/1.x request on the client port. */
 export function createHttpHandler(deps: HttpDeps): (req: IncomingMessage, res: ServerResponse) => void {
-  const flavor = deps.flavor ?? "3.4";
+  const flavor = deps.flavor ?? "3.6";
   const gateway = createGateway({
     services: deps.services,
     flavor,

@@ -1,0 +1,216 @@
+// Starts a topology of 1 or N members of one implementation (real etcd or
+// ours) on loopback, with etcd's flags, fresh data directories under one root
+// (so both implementations write to the same filesystem), and default
+// durability (every write fsynced; neither server is given an option to skip
+// it). The same code starts both, so the topologies are identical.
+//
+// Our server refuses configurations it does not implement yet by printing
+// "... not supported yet ..." and exiting non-zero. start() reports that as
+// {kind: "unsupported"} instead of an error, so the bench can say so; once our
+// server runs clusters, the same call simply succeeds.
+
+import { spawn, type ChildProcess } from "node:child_process";
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { freePort } from "../harness/ports.js";
+
+export type Impl = "etcd" | "ours";
+
+export interface Binaries {
+  /** Real etcd 3.6. */
+  readonly etcd: string;
+  /** Our compiled entry point (run with this Node). */
+  readonly oursMain: string;
+}
+
+export interface RunningMember {
+  readonly name: string;
+  readonly pid: number;
+  /** host:port of the client (gRPC) endpoint. */
+  readonly endpoint: string;
+  readonly clientUrl: string;
+  readonly logFile: string;
+}
+
+export interface Cluster {
+  readonly impl: Impl;
+  readonly members: readonly RunningMember[];
+  /** True when every member process is still running. */
+  alive(): boolean;
+  /** Stops every member (SIGTERM, then SIGKILL) and removes its data. */
+  dispose(): Promise<void>;
+}
+
+export type StartResult =
+  | { readonly kind: "ok"; readonly cluster: Cluster }
+  | { readonly kind: "unsupported"; readonly reason: string };
+
+// Every child this module starts, so an interrupted bench leaves none behind.
+const live = new Set<ChildProcess>();
+let hooked = false;
+function hookExit(): void {
+  if (hooked) return;
+  hooked = true;
+  process.on("exit", () => {
+    for (const c of live) {
+      try {
+        if (c.pid !== undefined) process.kill(c.pid, "SIGKILL");
+      } catch {
+        /* gone */
+      }
+    }
+  });
+  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+    process.once(sig, () => process.exit(sig === "SIGINT" ? 130 : 143));
+  }
+}
+
+interface Spec {
+  name: string;
+  clientPort: number;
+  peerPort: number;
+}
+
+function memberArgs(s: Spec, all: readonly Spec[], dataDir: string, token: string): string[] {
+  const client = `http://127.0.0.1:${s.clientPort}`;
+  const peer = `http://127.0.0.1:${s.peerPort}`;
+  return [
+    "--name", s.name,
+    "--data-dir", dataDir,
+    "--listen-client-urls", client,
+    "--advertise-client-urls", client,
+    "--listen-peer-urls", peer,
+    "--initial-advertise-peer-urls", peer,
+    "--initial-cluster", all.map((m) => `${m.name}=http://127.0.0.1:${m.peerPort}`).join(","),
+    "--initial-cluster-state", "new",
+    "--initial-cluster-token", token,
+  ];
+}
+
+async function healthy(clientUrl: string): Promise<boolean> {
+  try {
+    const res = await fetch(`${clientUrl}/health`, { signal: AbortSignal.timeout(2000) });
+    if (res.status !== 200) return false;
+    const body = (await res.json()) as { health?: unknown };
+    return body.health === "true" || body.health === true;
+  } catch {
+    return false;
+  }
+}
+
+function readLog(file: string): string {
+  try {
+    return readFileSync(file, "utf8");
+  } catch {
+    return "";
+  }
+}
+
+function tail(text: string, n: number): string {
+  return text.split("\n").slice(-n).join("\n");
+}
+
+class ClusterImpl implements Cluster {
+  constructor(
+    readonly impl: Impl,
+    readonly members: readonly RunningMember[],
+    private readonly children: readonly ChildProcess[],
+    private readonly exited: ReadonlyArray<Promise<void>>,
+    private readonly dirs: readonly string[],
+  ) {}
+
+  alive(): boolean {
+    return this.children.every((c) => c.exitCode === null && c.signalCode === null);
+  }
+
+  async dispose(): Promise<void> {
+    await stopAll(this.children, this.exited);
+    for (const d of this.dirs) rmSync(d, { recursive: true, force: true });
+  }
+}
+
+async function stopAll(children: readonly ChildProcess[], exited: ReadonlyArray<Promise<void>>): Promise<void> {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGTERM");
+  const all = Promise.all(exited).then(() => true);
+  if (!(await Promise.race([all, sleep(10_000).then(() => false)]))) {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+    await all;
+  }
+}
+
+/**
+ * Starts `size` members of `impl` under `root` (a fresh subdirectory per
+ * member) and waits until every member's /health says true (etcd answers true
+ * only once the cluster has a leader).
+ */
+export async function startCluster(impl: Impl, size: number, root: string, bins: Binaries, readyTimeoutMs = 90_000): Promise<StartResult> {
+  hookExit();
+  const specs: Spec[] = [];
+  for (let i = 0; i < size; i++) specs.push({ name: `m${i + 1}`, clientPort: await freePort(), peerPort: await freePort() });
+  const token = `bench-${impl}-${process.pid}-${specs[0]?.clientPort ?? 0}`;
+  const children: ChildProcess[] = [];
+  const exited: Array<Promise<void>> = [];
+  const members: RunningMember[] = [];
+  const dirs: string[] = [];
+  for (const s of specs) {
+    const dir = join(root, `${impl}-${size}-${s.name}-${s.clientPort}`);
+    mkdirSync(dir, { recursive: true });
+    dirs.push(dir);
+    const logFile = join(dir, "server.log");
+    const args = memberArgs(s, specs, join(dir, "data"), token);
+    const [file, argv] = impl === "etcd" ? [bins.etcd, args] : [process.execPath, [bins.oursMain, ...args]];
+    const fd = openSync(logFile, "a");
+    let child: ChildProcess;
+    try {
+      child = spawn(file, argv, { stdio: ["ignore", fd, fd] });
+    } finally {
+      closeSync(fd);
+    }
+    live.add(child);
+    exited.push(
+      new Promise<void>((resolve) => {
+        child.once("exit", () => {
+          live.delete(child);
+          resolve();
+        });
+        child.once("error", () => {
+          live.delete(child);
+          resolve();
+        });
+      }),
+    );
+    children.push(child);
+    if (child.pid === undefined) {
+      await stopAll(children, exited);
+      throw new Error(`could not spawn ${file}`);
+    }
+    members.push({ name: s.name, pid: child.pid, endpoint: `127.0.0.1:${s.clientPort}`, clientUrl: `http://127.0.0.1:${s.clientPort}`, logFile });
+  }
+
+  const cleanup = async () => {
+    await stopAll(children, exited);
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  };
+  const deadline = Date.now() + readyTimeoutMs;
+  for (;;) {
+    const dead = children.findIndex((c) => c.exitCode !== null || c.signalCode !== null);
+    if (dead >= 0) {
+      const c = children[dead]!;
+      const m = members[dead]!;
+      const log = readLog(m.logFile);
+      const refusal = log.split("\n").find((l) => /not supported yet/i.test(l));
+      await cleanup();
+      if (refusal !== undefined && c.exitCode !== 0) return { kind: "unsupported", reason: refusal.trim() };
+      throw new Error(`${impl} member ${m.name} exited (${c.signalCode ?? `code ${c.exitCode}`}) before becoming healthy:\n${tail(log, 30)}`);
+    }
+    const ok = await Promise.all(members.map((m) => healthy(m.clientUrl)));
+    if (ok.every(Boolean)) return { kind: "ok", cluster: new ClusterImpl(impl, members, children, exited, dirs) };
+    if (Date.now() > deadline) {
+      const logs = members.map((m) => `--- ${m.name}\n${tail(readLog(m.logFile), 15)}`).join("\n");
+      await cleanup();
+      throw new Error(`${impl} ${size}-member topology not healthy after ${readyTimeoutMs} ms:\n${logs}`);
+    }
+    await sleep(100);
+  }
+}
