@@ -113,6 +113,8 @@ export const Errors = {
   Canceled: e(Code.Canceled, "etcdserver: request canceled"),
   DeadlineExceeded: e(Code.DeadlineExceeded, "etcdserver: context deadline exceeded"),
   // Not in etcd's client table, but these are the texts etcd's gRPC layer sends.
+  /** A proposal that never reached raft (no leader) until the request timeout: etcd 3.6 passes the context's error through. */
+  ProposalDeadline: e(Code.DeadlineExceeded, "context deadline exceeded"),
   WatcherRangeEmpty: e(Code.InvalidArgument, "mvcc: watcher range is empty"),
   DuplicateWatchID: e(Code.InvalidArgument, "mvcc: duplicate watch ID provided on the WatchStream"),
 } as const;

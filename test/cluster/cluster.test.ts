@@ -195,6 +195,33 @@ for (const impl of impls()) {
     });
   });
 
+  test(`${impl}: without a quorum there is no leader — requests fail with etcd's errors instead of hanging`, async () => {
+    await withCluster(impl, async (c) => {
+      const leader = await c.waitLeader(c.nodes);
+      const others = c.nodes.filter((n) => n !== leader);
+      for (const n of others) await n.kill9();
+      const cl = conn(leader);
+      // With check-quorum the lone leader steps down; then "hasleader" calls are refused at once.
+      const err = await eventually("etcdserver: no leader", async () => {
+        try {
+          await cl.unary(KV.method.put, { key: enc("x"), value: enc("y") }, { metadata: { hasleader: "true" }, deadlineMs: 3000 });
+          return undefined;
+        } catch (e) {
+          return e instanceof GrpcCallError && e.details === "etcdserver: no leader" ? e : undefined;
+        }
+      });
+      assert.equal(err.code, 14);
+      // A plain write waits for a leader until the server's request timeout, then
+      // fails with the context's error, as etcd 3.6 passes it through (DeadlineExceeded;
+      // etcd 3.4 sends the same text as Unknown).
+      await assert.rejects(cl.unary(KV.method.put, { key: enc("x"), value: enc("y") }, { deadlineMs: 30_000 }), (e: GrpcCallError) => {
+        assert.equal(e.details, "context deadline exceeded");
+        assert.equal(e.code, 4);
+        return true;
+      });
+    });
+  });
+
   if (impl === "ours") {
     // etcd 3.4 has no --snapshot-catchup-entries (it keeps 5000 entries), so only ours is made to need a snapshot here.
     test(`${impl}: a follower that fell behind a compacted log catches up from a snapshot of the leader's state`, async () => {

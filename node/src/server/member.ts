@@ -77,7 +77,7 @@ export async function startMember(cfg: Config, logger: Logger, opts: StartOption
     "grpc.max_concurrent_streams": Math.min(cfg.maxConcurrentStreams, 2 ** 31 - 1),
   });
   const services = allServices(server);
-  bindServices(grpcServer, services, logger.child({ component: "grpc" }), cfg.maxRequestBytes + 512 * 1024);
+  bindServices(grpcServer, services, logger.child({ component: "grpc" }), cfg.maxRequestBytes + 512 * 1024, { hasLeader: () => server.leader !== 0n });
   const httpLog = logger.child({ component: "http" });
   const http = createHttpHandler({
     services,

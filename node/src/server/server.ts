@@ -40,6 +40,9 @@ import { AlarmStore, Applier, type ApplyResult } from "./applier.js";
 import { executeRange } from "./range.js";
 import { Metrics } from "./metrics.js";
 import { SNAPSHOT_MAGIC, snapshotChunks } from "./snapshot.js";
+
+/** The dump's end marker (snapshot.ts), where a key length would be. */
+const SNAPSHOT_END = 0xffffffff;
 import type { RaftLogStore } from "./raft_log.js";
 import { Wal } from "../wal/index.js";
 import { RaftNode, type Ticker } from "./raft_node.js";
@@ -400,11 +403,14 @@ export class EtcdServer {
     const started = this.clock.now();
     return new Promise<ApplyResult>((resolve, reject) => {
       let done = false;
+      let accepted = false;
       const timer = setTimeout(() => {
         if (done) return;
         done = true;
         this.waiters.delete(entry.id);
-        reject(this.timeoutError(started));
+        // etcd: a proposal raft never took (no leader) fails with the context's own
+        // error; one raft took but that never applied, with a request timeout.
+        reject(accepted ? this.timeoutError(started) : Errors.ProposalDeadline);
       }, this.reqTimeoutMs);
       this.waiters.set(entry.id, (r) => {
         if (done) return;
@@ -412,7 +418,13 @@ export class EtcdServer {
         clearTimeout(timer);
         resolve(r);
       });
-      this.submit(() => this.raft.propose(data), () => done);
+      this.submit(
+        () => {
+          this.raft.propose(data);
+          accepted = true;
+        },
+        () => done,
+      );
     });
   }
 
@@ -450,6 +462,7 @@ export class EtcdServer {
     return this.withApplyLock(async () => {
       const ops: BatchOp[] = [];
       const results: [Waiter, ApplyResult][] = [];
+      const compactions: ApplyResult[] = [];
       const ccDone: [(err?: Error) => void][] = [];
       let applied = 0;
       let removedSelf = false;
@@ -482,6 +495,7 @@ export class EtcdServer {
             r = await this.applier.apply(req, ops);
           }
           applied++;
+          if (r.compactRev !== undefined) compactions.push(r);
           const w = this.waiters.get(req.id);
           if (w !== undefined) {
             this.waiters.delete(req.id);
@@ -495,14 +509,13 @@ export class EtcdServer {
       await this.backend.write(ops, false);
       this.metrics.proposalsCommitted.inc(applied);
       for (const { rev, changes } of this.store.markDurable(this.store.currentRev)) this.hub.notify(rev, changes);
-      for (const [w, r] of results) {
-        if (r.compactRev !== undefined) {
-          const done = this.store.startPhysicalCompaction(r.compactRev);
-          done.catch((err: unknown) => this.fatal(err));
-          (r as ApplyResult & { physical?: Promise<void> }).physical = done;
-        }
-        w(r);
+      // Every member compacts its own backend, whoever proposed the compaction.
+      for (const r of compactions) {
+        const done = this.store.startPhysicalCompaction(r.compactRev!);
+        done.catch((err: unknown) => this.fatal(err));
+        (r as ApplyResult & { physical?: Promise<void> }).physical = done;
       }
+      for (const [w, r] of results) w(r);
       for (const [w] of ccDone) w();
       this.checkReads();
       if (removedSelf) setImmediate(() => this.onRemovedFromCluster());
@@ -720,8 +733,9 @@ export class EtcdServer {
         if (!keep.has(k.toString("hex"))) ops.push({ type: "del", key: k });
       }
       let off = SNAPSHOT_MAGIC.length;
-      while (off < buf.length) {
+      while (off + 4 <= buf.length) {
         const kl = buf.readUInt32BE(off);
+        if (kl === SNAPSHOT_END) break; // end marker; zero padding follows
         const key = buf.subarray(off + 4, off + 4 + kl);
         off += 4 + kl;
         const vl = buf.readUInt32BE(off);
@@ -1084,6 +1098,8 @@ export class EtcdServer {
     const retention = this.opts.autoCompactionRetention;
     if (retention <= 0n) return;
     const compactTo = (rev: bigint) => {
+      // Only the leader's compactor proposes (etcd pauses it on followers).
+      if (!this.raft.isLeader) return;
       if (rev <= 0n || rev <= this.store.compactRev) return;
       this.compact(rev, false).then(
         () => this.opts.logger.info({ revision: rev.toString() }, "auto-compaction finished"),

@@ -7,7 +7,8 @@
 // The Snapshot RPC appends the sha256 of those bytes, as etcd appends one to
 // its database file; etcdctl 3.6 finds that checksum only when the body is a
 // whole number of 512-byte blocks (as a bbolt file always is), hence the
-// padding. Restoring from it is the snapshot-restore work's.
+// padding. Members also stream this dump to a follower
+// behind the compacted raft log (server.ts restoreFromFile reads it back).
 
 import { mkdtemp, open, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";

@@ -4,7 +4,7 @@
 import { fromBinary, toBinary, type DescMessage } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
-import { Code, EtcdError, toStatus } from "../../errors.js";
+import { Code, EtcdError, Errors, toStatus } from "../../errors.js";
 import type { AnyServiceImpl, BidiHandler, CallContext, ServerStreamHandler, UnaryHandler } from "../registry.js";
 
 function serializer(schema: DescMessage) {
@@ -85,13 +85,28 @@ function grpcError(err: unknown, log: Logger): Partial<grpc.StatusObject> {
   return { code: s.code as grpc.status, details: s.message };
 }
 
+export interface BindOptions {
+  /**
+   * Whether the member knows a leader. A call carrying etcd's "hasleader: true"
+   * metadata (clientv3.WithRequireLeader) fails with "etcdserver: no leader"
+   * without one, as etcd's interceptors do.
+   */
+  hasLeader?: () => boolean;
+}
+
+function noLeader(call: AnyCall, opts: BindOptions): boolean {
+  if (opts.hasLeader === undefined || opts.hasLeader()) return false;
+  const v = call.metadata.get("hasleader");
+  return v.length > 0 && String(v[0]) === "true";
+}
+
 /**
  * Adds every service and method to the server; unimplemented methods answer
  * Unimplemented. `maxReceiveBytes` is etcd's gRPC receive limit (requests over
  * it are refused with etcd's text); the grpc.Server must be created with
  * "grpc.max_receive_message_length" = grpcHardCap(maxReceiveBytes).
  */
-export function bindServices(server: grpc.Server, services: AnyServiceImpl[], log: Logger, maxReceiveBytes?: number): void {
+export function bindServices(server: grpc.Server, services: AnyServiceImpl[], log: Logger, maxReceiveBytes?: number, opts: BindOptions = {}): void {
   for (const impl of services) {
     const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
     const implementation: grpc.UntypedServiceImplementation = {};
@@ -123,6 +138,10 @@ export function bindServices(server: grpc.Server, services: AnyServiceImpl[], lo
               cb(bad);
               return;
             }
+            if (noLeader(call, opts)) {
+              cb(grpcError(Errors.NoLeader, log));
+              return;
+            }
             (h as UnaryHandler<unknown, unknown>)(call.request, contextOf(call)).then(
               (resp) => cb(null, resp),
               (err: unknown) => cb(grpcError(err, log)),
@@ -136,6 +155,10 @@ export function bindServices(server: grpc.Server, services: AnyServiceImpl[], lo
               call.destroy(Object.assign(new Error(bad.details), bad));
               return;
             }
+            if (noLeader(call, opts)) {
+              endWithError(call, Errors.NoLeader, log);
+              return;
+            }
             const stream = { send: (msg: unknown) => writeAwait(call, msg) };
             (h as ServerStreamHandler<unknown, unknown>)(call.request, stream, contextOf(call)).then(
               () => call.end(),
@@ -145,6 +168,10 @@ export function bindServices(server: grpc.Server, services: AnyServiceImpl[], lo
           break;
         case "bidi_streaming":
           implementation[m.localName] = ((call: grpc.ServerDuplexStream<unknown, unknown>) => {
+            if (noLeader(call, opts)) {
+              endWithError(call, Errors.NoLeader, log);
+              return;
+            }
             const stream = { send: (msg: unknown) => writeAwait(call, msg), requests: decoded(call) };
             (h as BidiHandler<unknown, unknown>)(stream, contextOf(call)).then(
               () => call.end(),

@@ -22,7 +22,7 @@ function toProto(m: MemberInfo): Member {
 
 export function clusterService(s: EtcdServer) {
   const members = () => s.membership.list().map(toProto);
-  // etcd fills cluster, member and term in Cluster responses, never a revision.
+  // etcd's cluster server leaves the revision unset in its headers.
   const header = () => s.header(0n);
   return defineService(Cluster, {
     async memberAdd(req) {
