@@ -39,10 +39,7 @@ import { Transport, idHex, type PeerHandler } from "../transport/index.js";
 import { AlarmStore, Applier, type ApplyResult } from "./applier.js";
 import { executeRange } from "./range.js";
 import { Metrics } from "./metrics.js";
-import { SNAPSHOT_MAGIC, snapshotChunks } from "./snapshot.js";
-
-/** The dump's end marker (snapshot.ts), where a key length would be. */
-const SNAPSHOT_END = 0xffffffff;
+import { snapshotChunks, snapshotRecords } from "./snapshot.js";
 import type { RaftLogStore } from "./raft_log.js";
 import { Wal } from "../wal/index.js";
 import { RaftNode, type Ticker } from "./raft_node.js";
@@ -726,21 +723,13 @@ export class EtcdServer {
     if (!existsSync(path)) throw new Error(`snapshot file ${path} is missing`);
     await this.withApplyLock(async () => {
       const buf = await readFile(path);
-      if (!buf.subarray(0, SNAPSHOT_MAGIC.length).equals(SNAPSHOT_MAGIC)) throw new Error(`${path}: not an etcd-ts snapshot`);
+      const records = [...snapshotRecords(buf, path)]; // validates the whole body before anything is deleted
       const keep = new Set([metaKey("member_id").toString("hex"), metaKey("cluster_id").toString("hex")]);
       const ops: BatchOp[] = [];
       for await (const [k] of this.backend.range(Buffer.from([0x00]), Buffer.from([0xff]))) {
         if (!keep.has(k.toString("hex"))) ops.push({ type: "del", key: k });
       }
-      let off = SNAPSHOT_MAGIC.length;
-      while (off + 4 <= buf.length) {
-        const kl = buf.readUInt32BE(off);
-        if (kl === SNAPSHOT_END) break; // end marker; zero padding follows
-        const key = buf.subarray(off + 4, off + 4 + kl);
-        off += 4 + kl;
-        const vl = buf.readUInt32BE(off);
-        const value = buf.subarray(off + 4, off + 4 + vl);
-        off += 4 + vl;
+      for (const [key, value] of records) {
         if (!keep.has(key.toString("hex"))) ops.push({ type: "put", key: Buffer.from(key), value: Buffer.from(value) });
       }
       await this.backend.write(ops, true);

@@ -72,3 +72,28 @@ export async function snapshotChunks(s: EtcdServer): Promise<{ total: bigint; ch
   }
   return { total: BigInt(total), chunks: chunks() };
 }
+
+/**
+ * The records of a whole snapshot body (magic, records, end marker, padding;
+ * anything after the padding, such as the RPC's sha256, is ignored). Throws on
+ * a body that is not ours or is cut short: a restore must never apply part of
+ * a snapshot.
+ */
+export function* snapshotRecords(buf: Buffer, what: string): Generator<[Buffer, Buffer]> {
+  if (!buf.subarray(0, SNAPSHOT_MAGIC.length).equals(SNAPSHOT_MAGIC)) throw new Error(`${what}: not an etcd-ts snapshot`);
+  let off = SNAPSHOT_MAGIC.length;
+  const cut = () => new Error(`${what}: snapshot cut short at byte ${off} of ${buf.length}`);
+  for (;;) {
+    if (off + 4 > buf.length) throw cut();
+    const kl = buf.readUInt32BE(off);
+    if (kl === 0xffffffff) return;
+    if (off + 4 + kl + 4 > buf.length) throw cut();
+    const key = buf.subarray(off + 4, off + 4 + kl);
+    off += 4 + kl;
+    const vl = buf.readUInt32BE(off);
+    if (off + 4 + vl > buf.length) throw cut();
+    const value = buf.subarray(off + 4, off + 4 + vl);
+    off += 4 + vl;
+    yield [key, value];
+  }
+}
