@@ -191,6 +191,11 @@ export class WatchHub {
     return this.synced.size + this.unsynced.size;
   }
 
+  /** Open streams and registered watchers: both return to zero once every client stream has ended. */
+  stats(): { streams: number; synced: number; unsynced: number } {
+    return { streams: this.streams.size, synced: this.synced.size, unsynced: this.unsynced.size };
+  }
+
   /**
    * Registers a watcher and queues its created response (before any event).
    * Errors become created+canceled responses with watch_id -1, as in etcd.
