@@ -4,11 +4,19 @@
 import { fromBinary, toBinary, type DescMessage } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
+import { WatchResponseSchema, type WatchResponse } from "../../../gen/etcdserverpb/rpc_pb.js";
 import { Code, EtcdError, toStatus } from "../../errors.js";
+import { encodeWatchResponse } from "./watch-encode.js";
 import type { AnyServiceImpl, BidiHandler, CallContext, ServerStreamHandler, UnaryHandler } from "../registry.js";
 
 function serializer(schema: DescMessage) {
+  // Watch responses fan out to many watchers with shared parts: encode those once.
+  if (schema.typeName === WatchResponseSchema.typeName) return (msg: unknown) => toBuffer(encodeWatchResponse(msg as WatchResponse));
   return (msg: unknown) => Buffer.from(toBinary(schema, msg as never));
+}
+
+function toBuffer(b: Uint8Array): Buffer {
+  return Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 }
 
 /**
