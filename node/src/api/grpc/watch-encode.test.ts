@@ -14,7 +14,7 @@ test("shared-part encoding equals toBinary for every watch id and shape", () => 
   const put = create(EventSchema, { kv });
   const putPrev = create(EventSchema, { kv, prevKv: prev });
   const del = create(EventSchema, { type: Event_EventType.DELETE, kv: create(KeyValueSchema, { key: Buffer.from("bar"), modRevision: 42n }) });
-  const ids = [0n, 1n, 127n, 128n, 300n, 2n ** 62n, -1n];
+  const ids = [0n, 1n, 127n, 128n, 300n, 0xfffffffn, 0x10000000n, 2n ** 62n, -1n];
   const shapes: Array<MessageInitShape<typeof WatchResponseSchema>> = [
     { events: [put] },
     { events: [put, del] },

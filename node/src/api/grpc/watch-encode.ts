@@ -22,9 +22,22 @@ interface Encoded {
 /** Keyed by the first event; an entry is used only when header and every event are the same objects. */
 const cache = new WeakMap<Event, Encoded>();
 
+const NO_ID = new Uint8Array(0);
+
 /** The varint of watch_id as field 2 (int64: negative ids take ten bytes), or nothing for 0. */
 function watchIdField(id: bigint): Uint8Array {
-  if (id === 0n) return new Uint8Array(0);
+  if (id === 0n) return NO_ID;
+  if (id > 0n && id < 0x10000000n) {
+    // Server-assigned ids are small: stay out of bigint arithmetic.
+    let v = Number(id);
+    const out = [0x10];
+    while (v > 0x7f) {
+      out.push((v & 0x7f) | 0x80);
+      v >>>= 7;
+    }
+    out.push(v);
+    return Uint8Array.from(out);
+  }
   let v = BigInt.asUintN(64, id);
   const out = [0x10];
   while (v > 0x7fn) {
