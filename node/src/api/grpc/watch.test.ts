@@ -79,3 +79,45 @@ test("watch streams and watchers are released when client streams end", async ()
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("a half-closed watch stream keeps delivering events until the client goes away", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "etcdts-watchhalf-"));
+  const logger = pino({ level: "silent" });
+  const s = await EtcdServer.start(testServerOptions(dir, { logger }));
+  const g = new grpc.Server();
+  bindServices(g, allServices(s), logger, 1572864 + 512 * 1024);
+  const port = await new Promise<number>((resolve, reject) =>
+    g.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  const kv = new Client(`127.0.0.1:${port}`);
+  try {
+    const call = kv.c.makeBidiStreamRequest(
+      `/${Watch.typeName}/${Watch.method.watch.name}`,
+      (x: WatchRequest) => Buffer.from(toBinary(WatchRequestSchema, x)),
+      (b: Buffer) => fromBinary(WatchResponseSchema, b),
+    );
+    call.on("error", () => undefined);
+    let created = 0;
+    let events = 0;
+    call.on("data", (r: WatchResponse) => {
+      if (r.created) created++;
+      events += r.events.length;
+    });
+    call.write(create(WatchRequestSchema, { requestUnion: { case: "createRequest", value: { key: Buffer.from("foo") } } }));
+    await eventually(async () => created === 1);
+    call.end();
+    // Give the half-close time to reach the server before the write.
+    await new Promise((r) => setTimeout(r, 200));
+    await kv.unary(KV.method.put, { key: Buffer.from("foo"), value: Buffer.from("after half-close") });
+    await eventually(async () => events === 1);
+    assert.equal(s.hub.stats().streams, 1);
+    call.cancel();
+    await eventually(async () => s.hub.stats().streams === 0);
+  } finally {
+    kv.close();
+    g.forceShutdown();
+    await new Promise((r) => setTimeout(r, 20));
+    await s.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
