@@ -82,11 +82,15 @@ export class WatchStream {
     return this.queuedBytes > STREAM_BUDGET_BYTES;
   }
 
-  /** Queues a response. Control responses are always queued; event pushes check overBudget first. */
-  enqueue(init: ResponseInit, bytes = 64): void {
+  /**
+   * Queues a response. Control responses are always queued; event pushes check
+   * overBudget first. `header`, when given, is a full header shared by every
+   * response of one revision (the gRPC encoder encodes shared parts once).
+   */
+  enqueue(init: ResponseInit, bytes = 64, header?: ResponseHeader): void {
     if (this.closed) return;
     const msg = create(WatchResponseSchema, init);
-    msg.header = this.hub.header(msg.header?.revision ?? this.hub.store.durableRev);
+    msg.header = header ?? this.hub.header(msg.header?.revision ?? this.hub.store.durableRev);
     this.queue.push(msg);
     this.queuedBytes += bytes;
     const w = this.waiter;
@@ -191,6 +195,11 @@ export class WatchHub {
     return this.synced.size + this.unsynced.size;
   }
 
+  /** Open streams and registered watchers: both return to zero once every client stream has ended. */
+  stats(): { streams: number; synced: number; unsynced: number } {
+    return { streams: this.streams.size, synced: this.synced.size, unsynced: this.unsynced.size };
+  }
+
   /**
    * Registers a watcher and queues its created response (before any event).
    * Errors become created+canceled responses with watch_id -1, as in etcd.
@@ -274,9 +283,25 @@ export class WatchHub {
    */
   notify(rev: bigint, changes: readonly Change[]): void {
     if (changes.length === 0 || this.synced.size === 0) return;
+    // One Event per change (two with prev_kv) and one header for the whole
+    // revision, shared by every watcher that receives them: fan-out to N
+    // watchers costs N small responses, not N copies of the events, and the
+    // gRPC encoder encodes the shared parts once (api/grpc/watch-encode.ts).
+    const plain: Array<Event | undefined> = [];
+    const withPrev: Array<Event | undefined> = [];
+    const eventOf = (i: number, c: Change, prev: boolean): Event => {
+      const cache = prev ? withPrev : plain;
+      let e = cache[i];
+      if (e === undefined) {
+        e = create(EventSchema, { type: c.deleted ? Event_EventType.DELETE : Event_EventType.PUT, kv: c.kv, prevKv: prev ? c.prev : undefined });
+        cache[i] = e;
+      }
+      return e;
+    };
+    const keys = changes.map((c) => keyStr(c.kv.key));
     const per = new Map<Watcher, Event[]>();
-    for (const c of changes) {
-      const k = keyStr(c.kv.key);
+    changes.forEach((c, i) => {
+      const k = keys[i] as string;
       for (const w of this.synced) {
         // A watcher created with a future start_revision waits for it.
         if (rev < w.next) continue;
@@ -284,15 +309,10 @@ export class WatchHub {
         if (c.deleted ? w.spec.noDelete : w.spec.noPut) continue;
         let evs = per.get(w);
         if (evs === undefined) per.set(w, (evs = []));
-        evs.push(
-          create(EventSchema, {
-            type: c.deleted ? Event_EventType.DELETE : Event_EventType.PUT,
-            kv: c.kv,
-            prevKv: w.spec.prevKv ? c.prev : undefined,
-          }),
-        );
+        evs.push(eventOf(i, c, w.spec.prevKv));
       }
-    }
+    });
+    let header: ResponseHeader | undefined;
     for (const w of this.synced) {
       const evs = per.get(w);
       if (evs === undefined) {
@@ -306,18 +326,19 @@ export class WatchHub {
         this.unsynced.add(w);
         continue;
       }
-      this.send(w, rev, evs);
+      header ??= this.header(rev);
+      this.send(w, rev, evs, header);
       w.next = rev + 1n;
     }
   }
 
-  private send(w: Watcher, rev: bigint, events: Event[]): void {
+  private send(w: Watcher, rev: bigint, events: Event[], header?: ResponseHeader): void {
     w.active = true;
     const limit = this.maxRequestBytes + 512 * 1024;
     let size = 0;
     for (const e of events) size += approxSize(e);
     if (!w.spec.fragment || size < limit || events.length < 2) {
-      w.stream.enqueue({ header: { revision: rev }, watchId: w.id, events }, size);
+      w.stream.enqueue({ header: { revision: rev }, watchId: w.id, events }, size, header);
       return;
     }
     let part: Event[] = [];
@@ -325,14 +346,14 @@ export class WatchHub {
     for (const e of events) {
       const s = approxSize(e);
       if (part.length > 0 && partSize + s > limit) {
-        w.stream.enqueue({ header: { revision: rev }, watchId: w.id, events: part, fragment: true }, partSize);
+        w.stream.enqueue({ header: { revision: rev }, watchId: w.id, events: part, fragment: true }, partSize, header);
         part = [];
         partSize = 0;
       }
       part.push(e);
       partSize += s;
     }
-    w.stream.enqueue({ header: { revision: rev }, watchId: w.id, events: part }, partSize);
+    w.stream.enqueue({ header: { revision: rev }, watchId: w.id, events: part }, partSize, header);
   }
 
   /**

@@ -4,11 +4,19 @@
 import { fromBinary, toBinary, type DescMessage } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
+import { WatchResponseSchema, type WatchResponse } from "../../../gen/etcdserverpb/rpc_pb.js";
 import { Code, EtcdError, Errors, toStatus } from "../../errors.js";
+import { encodeWatchResponse } from "./watch-encode.js";
 import type { AnyServiceImpl, BidiHandler, CallContext, ServerStreamHandler, UnaryHandler } from "../registry.js";
 
 function serializer(schema: DescMessage) {
+  // Watch responses fan out to many watchers with shared parts: encode those once.
+  if (schema.typeName === WatchResponseSchema.typeName) return (msg: unknown) => toBuffer(encodeWatchResponse(msg as WatchResponse));
   return (msg: unknown) => Buffer.from(toBinary(schema, msg as never));
+}
+
+function toBuffer(b: Uint8Array): Buffer {
+  return Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 }
 
 /**
@@ -59,9 +67,15 @@ function undecodable(req: unknown): Partial<grpc.StatusObject> | undefined {
   return { code: grpc.status.INTERNAL, details: `grpc: error unmarshalling request: ${req.reason}` };
 }
 
-/** Client messages of a stream; an undecodable one ends the stream with etcd's error. */
-async function* decoded(call: AsyncIterable<unknown>): AsyncGenerator<unknown> {
-  for await (const m of call) {
+/**
+ * Client messages of a stream; an undecodable one ends the stream with etcd's
+ * error. The client half-closing ends the iteration but not the call: a
+ * Readable's default iterator destroys the stream when it ends, which would
+ * close the send side too (a watch stream must keep delivering after the
+ * client's CloseSend, as in etcd).
+ */
+async function* decoded(call: grpc.ServerDuplexStream<unknown, unknown>): AsyncGenerator<unknown> {
+  for await (const m of call.iterator({ destroyOnReturn: false })) {
     const bad = undecodable(m);
     if (bad !== undefined) throw Object.assign(new Error(bad.details), bad);
     yield m;
