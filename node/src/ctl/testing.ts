@@ -302,7 +302,7 @@ export class Pair {
       t = t.replace(/^(<endpoint>, [0-9a-f]+, [^,]*, )[^,]*(, )/gm, "$1<dbsize>$2")
         .replace(/"(dbSize|dbSizeInUse)":\d+/g, '"$1":<dbsize>')
         .replace(/^"DBSize" : \d+$/gm, '"DBSize" : <dbsize>')
-        .replace(/^(\| +<endpoint> \|[^|]*\|[^|]*\|)[^|]*\|/gm, "$1 <dbsize> |");
+        .replace(/^(\| +(?:http:\/\/)?<endpoint> \|[^|]*\|[^|]*\|)[^|]*\|/gm, "$1 <dbsize> |");
       t = collapseTable(t);
     }
     if (n.includes("ttl")) {
