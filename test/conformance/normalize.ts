@@ -23,7 +23,7 @@ const VOLATILE_KEYS = new Set([
   "raft_term", "raftTerm", // how many elections it took to start
   "raftIndex", "raftAppliedIndex", // raft log length (internal entries differ)
   "dbSize", "dbSizeInUse", // backend file sizes
-  "hash", // HashKV/Hash hash the backend's own encoding
+  // (HashKV's hash is not here: ours computes etcd's exact hash, see node/src/mvcc/hash.ts.)
 ]);
 
 /** Rule 3: fields etcd 3.4 (the oracle here) does not have but newer etcd does; ours may send them. */

@@ -103,6 +103,31 @@ export class KeyIndex {
     return false;
   }
 
+  /**
+   * The revision a compaction at `at` would keep as the key's state at `at`,
+   * in etcd's terms (keyIndex.keep): in the first generation whose last
+   * revision is at or after `at` (else the last generation), the newest
+   * revision <= at — unless that is the tombstone closing the generation, in
+   * which case nothing. Used by HashKV, whose hash must equal etcd's.
+   */
+  keepAt(at: bigint): Revision | undefined {
+    const gens = this.generations;
+    if (gens.length === 0 || (gens.length === 1 && gens[0]!.revs.length === 0)) return undefined;
+    let gi = 0;
+    while (gi < gens.length - 1) {
+      const g = gens[gi]!;
+      const last = g.revs[g.revs.length - 1];
+      if (last !== undefined && last.main >= at) break;
+      gi++;
+    }
+    const g = gens[gi]!;
+    for (let i = g.revs.length - 1; i >= 0; i--) {
+      const r = g.revs[i]!;
+      if (r.main <= at) return i === g.revs.length - 1 && gi !== gens.length - 1 ? undefined : r;
+    }
+    return undefined;
+  }
+
   /** Compacts at C (see the type comment). Returns true if the index is now empty. */
   compact(c: bigint): boolean {
     const gens = this.generations;
@@ -183,6 +208,16 @@ export class TreeIndex {
         return undefined;
       });
     }
+  }
+
+  /** The revisions ("main_sub") a compaction at `at` would keep (etcd's treeIndex.Keep). */
+  keep(at: bigint): Set<string> {
+    const out = new Set<string>();
+    for (const [, ki] of this.tree.entries()) {
+      const r = ki.keepAt(at);
+      if (r !== undefined) out.add(`${r.main}_${r.sub}`);
+    }
+    return out;
   }
 
   /** Compacts every key index at c; drops keys left empty. */

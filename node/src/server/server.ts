@@ -32,7 +32,9 @@ import { InternalRequestSchema, type InternalRequest } from "../../gen/etcdts/in
 import { EtcdError, Errors } from "../errors.js";
 import { Lessor, systemClock, type Clock } from "../lease/lessor.js";
 import { Backend, NS_ALARM, NS_KV, int64, metaKey, uint64, type BatchOp } from "../mvcc/backend.js";
-import { MvccStore } from "../mvcc/store.js";
+import { MvccStore, decodeKvRecord } from "../mvcc/store.js";
+import { KvHasher } from "../mvcc/hash.js";
+import { decodeRev } from "../mvcc/revision.js";
 import { WatchHub } from "../watch/hub.js";
 import { MemoryStorage, Raft, RaftError, encodeConfChange, type ConfChange, type Entry, type ReadState, type SoftState } from "../raft/index.js";
 import { Transport, idHex, type PeerHandler } from "../transport/index.js";
@@ -1047,15 +1049,16 @@ export class EtcdServer {
     const at = rev === 0n ? this.store.durableRev : rev;
     if (at > this.store.durableRev) throw Errors.FutureRev;
     if (at < this.store.compactRev) throw Errors.Compacted;
-    let h = 0;
     const end = Buffer.alloc(17);
     end[0] = NS_KV;
     end.writeBigInt64BE(at + 1n, 1);
     await this.store.compactionDone(); // hash what compaction leaves, not a moving target
+    const hasher = new KvHasher({ compactRev: this.store.compactRev, rev: at, keep: this.store.index.keep(at) });
     for await (const [k, v] of this.backend.range(Buffer.from([NS_KV]), end)) {
-      h = crc32(k, h);
-      h = crc32(v, h);
+      const { kv, deleted } = decodeKvRecord(v);
+      hasher.add(decodeRev(k, 1), kv, deleted);
     }
+    const h = hasher.hash;
     return { hash: h >>> 0, compactRevision: this.store.compactRev, hashRevision: at };
   }
 
