@@ -96,6 +96,9 @@ describe("the operator process on a real kube-apiserver", () => {
     });
     assert.equal(sts.spec?.replicas, 1);
     assert.equal(sts.spec?.template.spec?.containers[0]?.image, "registry.test/etcd-ts:0.1.0");
+    // The StatefulSet is written during the pass; the counters move when the pass ends.
+    await eventually("bootstrap pass counted", async () =>
+      /etcdts_operator_reconcile_total\{result="bootstrap"\} 1/.test(await metric(a, "etcdts_operator_reconcile_total")) ? true : undefined);
     assert.match(await metric(a, "etcdts_operator_reconcile_total"), /etcdts_operator_reconcile_total\{result="bootstrap"\} 1/);
     assert.match(await metric(a, "etcdts_operator_membership_changes_total"), /\{kind="bootstrap"\} 1/);
     assert.equal(await metric(a, "etcdts_operator_leader "), "etcdts_operator_leader 1");
