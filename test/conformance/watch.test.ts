@@ -264,17 +264,18 @@ conformance("watch from a negative start revision after a compaction (etcd 3.6: 
   }
 }, { clients: ["grpc"] });
 
-conformance("progress request: a watch_id -1 response at the current revision", async ({ c, kind }) => {
+conformance("progress request: a watch_id -1 response at the current revision", async ({ c }) => {
   await c.put({ key: b("a"), value: b("1") }); // 2
   await c.put({ key: b("a"), value: b("2") }); // 3
   const w = await c.watch();
   try {
+    // One step at a time: sent together, etcd 3.6 may answer the progress
+    // request before the created response (it is not ordered after the create).
     await w.create({ key: b("b") });
-    await w.progress();
     const created = await w.next();
     assert.equal(created.created, true);
     assert.equal(rev(created.header), 3n);
-    void kind;
+    await w.progress();
     const r = await w.next();
     assert.equal(r.watchId, -1n);
     assert.equal(rev(r.header), 3n);
@@ -282,7 +283,7 @@ conformance("progress request: a watch_id -1 response at the current revision", 
   } finally {
     await w.close();
   }
-}, { clients: ["grpc", "http"] });
+}, { clients: ["grpc"] });
 
 conformance("progress request with no watchers on the stream (etcd 3.6: no answer, not kept)", async ({ c, kind }) => {
   await c.put({ key: b("a"), value: b("1") }); // 2
