@@ -12,7 +12,7 @@
 // revision is left out (etcd versions differ on whether compaction deletes it).
 
 import { create, toBinary } from "@bufbuild/protobuf";
-import { KeyValueSchema, type KeyValue } from "../../gen/mvccpb/kv_pb.js";
+import { KeyValueSchema } from "../../gen/mvccpb/kv_pb.js";
 import type { Revision } from "./revision.js";
 
 const TABLE = (() => {
@@ -43,8 +43,12 @@ export class KvHasher {
   private h = crc32c(Buffer.from("key"));
   constructor(private readonly input: HashInput) {}
 
-  /** Feed records in revision order. */
-  add(r: Revision, kv: KeyValue, tombstone: boolean): void {
+  /**
+   * Feed records in revision order. `body` is the record's stored KeyValue
+   * encoding (the same bytes etcd stores for a put); a tombstone is hashed as
+   * etcd stores it, a KeyValue holding only the key.
+   */
+  add(r: Revision, body: Uint8Array, tombstone: boolean, key: () => Uint8Array): void {
     const { compactRev, rev, keep } = this.input;
     if (r.main > rev) return;
     if (r.main <= compactRev && keep.size > 0 && !keep.has(`${r.main}_${r.sub}`)) return;
@@ -54,7 +58,7 @@ export class KvHasher {
     k[8] = 0x5f; // "_"
     k.writeBigInt64BE(r.sub, 9);
     if (tombstone) k[17] = 0x74; // "t"
-    const v = toBinary(KeyValueSchema, tombstone ? create(KeyValueSchema, { key: kv.key }) : kv);
+    const v = tombstone ? toBinary(KeyValueSchema, create(KeyValueSchema, { key: key() })) : body;
     this.h = crc32c(v, crc32c(k, this.h));
   }
 

@@ -65,6 +65,11 @@ export function decodeKvRecord(v: Buffer): { kv: KeyValue; deleted: boolean } {
   return { kv: fromBinary(KeyValueSchema, v.subarray(1)), deleted: v[0] === FLAG_TOMBSTONE };
 }
 
+/** A stored record's KeyValue bytes and whether it is a tombstone, without decoding. */
+export function kvRecordBody(v: Buffer): { body: Buffer; deleted: boolean } {
+  return { body: v.subarray(1), deleted: v[0] === FLAG_TOMBSTONE };
+}
+
 export function kvKey(r: Revision): Buffer {
   return encodeRev(r, NS_KV);
 }

@@ -32,7 +32,7 @@ import { InternalRequestSchema, type InternalRequest } from "../../gen/etcdts/in
 import { EtcdError, Errors } from "../errors.js";
 import { Lessor, systemClock, type Clock } from "../lease/lessor.js";
 import { Backend, NS_ALARM, NS_KV, int64, metaKey, uint64, type BatchOp } from "../mvcc/backend.js";
-import { MvccStore, decodeKvRecord } from "../mvcc/store.js";
+import { MvccStore, decodeKvRecord, kvRecordBody } from "../mvcc/store.js";
 import { KvHasher } from "../mvcc/hash.js";
 import { decodeRev } from "../mvcc/revision.js";
 import { WatchHub } from "../watch/hub.js";
@@ -1055,8 +1055,8 @@ export class EtcdServer {
     await this.store.compactionDone(); // hash what compaction leaves, not a moving target
     const hasher = new KvHasher({ compactRev: this.store.compactRev, rev: at, keep: this.store.index.keep(at) });
     for await (const [k, v] of this.backend.range(Buffer.from([NS_KV]), end)) {
-      const { kv, deleted } = decodeKvRecord(v);
-      hasher.add(decodeRev(k, 1), kv, deleted);
+      const { body, deleted } = kvRecordBody(v); // only a tombstone is decoded (for its key)
+      hasher.add(decodeRev(k, 1), body, deleted, () => decodeKvRecord(v).kv.key);
     }
     const h = hasher.hash;
     return { hash: h >>> 0, compactRevision: this.store.compactRev, hashRevision: at };
