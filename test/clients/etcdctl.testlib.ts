@@ -180,6 +180,12 @@ export class Duo {
     return { judge: ra, ours: rb, text: a };
   }
 
+  /** Runs one command on one side, without comparing (for steps where the two are known to differ). */
+  runOn(which: "judge" | "ours", args: readonly string[], opts: RunOpts = {}): Promise<CliResult> {
+    const side = which === "judge" ? this.judge : this.ours;
+    return spawnCtl(this.ctl, side.cluster, this.expand(side, args), side.cwd, opts).done;
+  }
+
   /** Runs one command on both sides without comparing (for polling until both reach a state). */
   async both(args: readonly string[], opts: RunOpts = {}): Promise<{ judge: string; ours: string }> {
     const [ra, rb] = await Promise.all([

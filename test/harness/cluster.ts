@@ -16,7 +16,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { startMember } from "./member.js";
 import type { Impl, Member } from "./member.js";
-import { banner, etcdBinaries, isCI, oursAvailability, repoRoot } from "./provision.js";
+import { banner, debianEtcd, isCI, oursAvailability, repoRoot } from "./provision.js";
 import type { Availability } from "./provision.js";
 
 export interface Cluster {
@@ -69,7 +69,7 @@ export function referenceTools(): Availability<ReferenceTools> {
   if (toolsCache) return toolsCache;
   const etcd36 = process.env["ETCD36_BIN"] || join(toolsBin(), "etcd");
   const etcdctl36 = process.env["ETCDCTL36_BIN"] || join(toolsBin(), "etcdctl");
-  const debian = etcdBinaries();
+  const debian = debianEtcd(); // etcdctl 3.4 is Debian's (etcdBinaries() is the 3.6 judge)
   const missing: string[] = [];
   if (!existsSync(etcd36)) missing.push(`${etcd36} (npm run tools)`);
   if (!existsSync(etcdctl36)) missing.push(`${etcdctl36} (npm run tools)`);

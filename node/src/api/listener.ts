@@ -3,7 +3,8 @@
 // Each accepted connection is held until its first bytes decide:
 //   * the HTTP/2 client preface "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" -> gRPC
 //     (handed to grpc-js through a connection injector; h2c to the JSON
-//     gateway is not offered, as in etcd);
+//     gateway is not offered, as in etcd; h2authority.ts judges the first
+//     request before grpc-js gets the connection);
 //   * a first line that parses as an HTTP/1.x request line -> node:http;
 //   * anything else (or no newline within 4096 bytes) -> the connection is
 //     closed without a word, which is what cmux does when no matcher fits.
@@ -14,6 +15,7 @@ import net from "node:net";
 import http from "node:http";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import * as grpc from "@grpc/grpc-js";
+import { judgeGrpcConnection } from "./h2authority.js";
 
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
 /** cmux reads at most this much looking for the HTTP/1 request line. */
@@ -134,10 +136,17 @@ export async function serveClientPort(opts: ClientPortOptions): Promise<ClientPo
         socket.destroy();
         return;
       }
-      socket.unshift(buf);
       if (v === "grpc") {
-        injector.injectConnection(socket);
+        // See h2authority.ts: the first request decides whether the connection
+        // needs its :authority headers fixed on the way to grpc-js.
+        pending.add(socket);
+        judgeGrpcConnection(socket, buf, PREFACE.length, (conn) => {
+          pending.delete(socket);
+          if (closing) socket.destroy();
+          else injector.injectConnection(conn);
+        });
       } else {
+        socket.unshift(buf);
         httpServer.emit("connection", socket);
       }
     };
