@@ -10,7 +10,9 @@
 //   5. hand readStates, soft state and committed entries to the state machine,
 //      which applies entries in order (crash boundary B: the backend write of an
 //      apply batch carries consistent_index, so a restart re-applies exactly the
-//      entries after it)
+//      entries after it); the loop does not wait for the apply, so the next
+//      Ready's persist overlaps it (startApply), except around conf changes,
+//      snapshots and stop, which wait for every apply handed over
 //   6. apply conf changes to raft, advance
 //
 // Clock, transport and the state machine are injected, so tests can run
@@ -142,6 +144,7 @@ export class RaftNode {
     this.stopped = true;
     this.stopTicker?.();
     await this.idle;
+    await this.applying;
   }
 
   get isStopped(): boolean {
@@ -280,17 +283,24 @@ export class RaftNode {
         if (rd.hardState !== undefined) this.storage.setHardState(rd.hardState);
         if (this.stopped) return; // stopping: what is durable stays; nothing more is sent or applied
         this.o.sink.send(rd.messagesAfterPersist);
-        if (rd.snapshot !== undefined) await this.o.sm.restore?.(rd.snapshot);
+        if (rd.snapshot !== undefined) {
+          await this.applying;
+          await this.o.sm.restore?.(rd.snapshot);
+        }
         if (rd.softState !== undefined) this.o.sm.softState(rd.softState, this.rn.raft.term);
         if (rd.readStates.length > 0) this.o.sm.readStates(rd.readStates);
         if (rd.committedEntries.length > 0) {
-          await this.o.sm.apply(rd.committedEntries);
-          // ---- crash boundary B: applied entries are in the backend with consistent_index ----
-          for (const e of rd.committedEntries) {
-            if (e.type !== "confChange") continue;
-            const cc = Raft.confChangeOf(e);
-            const cs = this.rn.applyConfChange(cc);
-            this.o.sm.confState?.(cs, cc);
+          this.startApply(rd.committedEntries);
+          if (rd.committedEntries.some((e) => e.type === "confChange")) {
+            // Raft must see conf changes in order with the state machine: wait for them.
+            await this.applying;
+            if (this.stopped) return;
+            for (const e of rd.committedEntries) {
+              if (e.type !== "confChange") continue;
+              const cc = Raft.confChangeOf(e);
+              const cs = this.rn.applyConfChange(cc);
+              this.o.sm.confState?.(cs, cc);
+            }
           }
         }
         this.rn.advance(rd);
@@ -312,12 +322,36 @@ export class RaftNode {
    * (its data is the backend itself, dumped when a follower needs it), then
    * drop log entries older than catchUpEntries before it.
    */
+  /**
+   * Hands committed entries to the state machine without waiting for them
+   * (step 5): the next Ready's persist runs while they apply, as etcd's apply
+   * goroutine does. Applies stay in order (one chain); a failed apply stops the
+   * node. Committed entries are durable on a quorum, so applying them before
+   * this Ready's own entries are durable is safe; after a crash the backend's
+   * consistent_index may be ahead of the persisted commit index, and the
+   * re-delivered entries at or below it are skipped.
+   */
+  private startApply(entries: readonly Entry[]): void {
+    this.applying = this.applying
+      .then(() => (this.stopped ? undefined : this.o.sm.apply(entries)))
+      // ---- crash boundary B: applied entries are in the backend with consistent_index ----
+      .catch((err: unknown) => {
+        if (this.stopped) return;
+        this.stopped = true;
+        this.stopTicker?.();
+        this.o.onFatal(err);
+      });
+  }
+  /** The applies handed to the state machine and not finished yet, in order. */
+  private applying: Promise<void> = Promise.resolve();
+
   private async maybeSnapshot(): Promise<void> {
     const every = this.o.snapshotCount ?? 0n;
     if (every <= 0n) return;
     const applied = this.rn.raft.raftLog.applied;
     const snapIndex = this.storage.snapshot().metadata.index;
     if (applied - snapIndex < every) return;
+    await this.applying; // the snapshot stands for the backend at `applied`
     await this.o.sm.beforeCompact?.();
     const snap = this.storage.createSnapshot(applied, this.rn.raft.trk.confState(), new Uint8Array(0));
     await this.o.log.saveSnapshot(snap.metadata);

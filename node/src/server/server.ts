@@ -126,7 +126,7 @@ export class EtcdServer {
   private readonly applier: Applier;
   private stopped = false;
   private removed = false;
-  /** Log index of the last applied entry (the backend's consistent_index). */
+  /** Log index of the last applied entry, once its batch is written and visible to reads (the backend's consistent_index). */
   appliedIndex: bigint;
   private readonly reqIds: IdGenerator;
   private readonly waiters = new Map<bigint, Waiter>();
@@ -465,9 +465,12 @@ export class EtcdServer {
       const ccDone: [(err?: Error) => void][] = [];
       let applied = 0;
       let removedSelf = false;
+      // appliedIndex moves only once the batch is written and visible to reads:
+      // a confirmed read (checkReads) may be served as soon as it is reached.
+      let upTo = this.appliedIndex;
       for (const e of entries) {
         // Exactly once: what the backend already has (consistent_index) is skipped.
-        if (e.index <= this.appliedIndex) continue;
+        if (e.index <= upTo) continue;
         if (e.type === "confChange") {
           const cc = Raft.confChangeOf(e);
           const ctx = decodeCcContext(cc.context);
@@ -501,13 +504,14 @@ export class EtcdServer {
             results.push([w, r]);
           }
         }
-        this.appliedIndex = e.index;
+        upTo = e.index;
       }
-      ops.push({ type: "put", key: metaKey("consistent_index"), value: int64(this.appliedIndex) });
+      ops.push({ type: "put", key: metaKey("consistent_index"), value: int64(upTo) });
       // The raft log is the durability point; this write need not be synced.
       await this.backend.write(ops, false);
       this.metrics.proposalsCommitted.inc(applied);
       for (const { rev, changes } of this.store.markDurable(this.store.currentRev)) this.hub.notify(rev, changes);
+      this.appliedIndex = upTo;
       // Every member compacts its own backend, whoever proposed the compaction.
       for (const r of compactions) {
         const done = this.store.startPhysicalCompaction(r.compactRev!);

@@ -87,11 +87,31 @@ type AnyCall = { metadata: grpc.Metadata; on(event: string, fn: () => void): unk
 function contextOf(call: AnyCall): CallContext {
   const metadata = new Map<string, string>();
   for (const [k, v] of Object.entries(call.metadata.getMap())) metadata.set(k.toLowerCase(), typeof v === "string" ? v : v.toString());
-  const ac = new AbortController();
-  call.on("cancelled", () => ac.abort());
-  call.on("close", () => ac.abort());
-  return { metadata, signal: ac.signal };
+  // The signal is made only for handlers that ask for it (watch, lock, election,
+  // health): a unary KV call never does, and an AbortController per call plus the
+  // DOMException that abort() builds cost measurable time under load.
+  let ac: AbortController | undefined;
+  let ended = false;
+  const end = () => {
+    ended = true;
+    if (ac !== undefined && !ac.signal.aborted) ac.abort(CALL_ENDED);
+  };
+  call.on("cancelled", end);
+  call.on("close", end);
+  return {
+    metadata,
+    get signal(): AbortSignal {
+      if (ac === undefined) {
+        ac = new AbortController();
+        if (ended) ac.abort(CALL_ENDED);
+      }
+      return ac.signal;
+    },
+  };
 }
+
+/** The abort reason of every call's signal (one shared value instead of a DOMException per call). */
+const CALL_ENDED = new Error("the call ended");
 
 function grpcError(err: unknown, log: Logger): Partial<grpc.StatusObject> {
   const s = toStatus(err);
