@@ -64,7 +64,10 @@ const stateFile = (dir: string): string => join(dir, "state.json");
 function startTime(pid: number): string | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // A zombie (exited, not yet reaped by its parent: the test process, for a bed it started) is gone.
+    if (fields[0] === "Z" || fields[0] === "X") return undefined;
+    return fields[19];
   } catch {
     return undefined;
   }
@@ -262,7 +265,8 @@ export function bedDown(dir: string = defaultBedDir()): string[] {
     while (alive(p) && Date.now() < deadline) sleepSync(100);
     if (alive(p)) {
       try { process.kill(p.pid, "SIGKILL"); } catch { /* gone */ }
-      while (alive(p)) sleepSync(50);
+      const killDeadline = Date.now() + 10_000;
+      while (alive(p) && Date.now() < killDeadline) sleepSync(50);
       done.push(`killed ${p.name} (pid ${p.pid})`);
     } else {
       done.push(`stopped ${p.name} (pid ${p.pid})`);
