@@ -18,7 +18,7 @@ import * as k8s from "@kubernetes/client-node";
 import { ensureNetworkTools, must, run } from "../faults/netns.js";
 import { freePort, repoRoot } from "../harness/index.js";
 import { adminGet, apiserverArgs, certKubeconfig, controllerManagerArgs, makeCerts, toolPaths } from "./controlplane.js";
-import { mountpointsFile } from "./kubelet/kubelet.js";
+import { MOUNTPOINTS_FILE } from "./kubelet/kubelet.js";
 import type { KubeletConfig } from "./kubelet/kubelet.js";
 import { bedIndexOf, bridgeAddress, bridgeName, freeBedIndex, ownedBy } from "./kubelet/pure.js";
 
@@ -290,13 +290,19 @@ export function bedDown(dir: string = defaultBedDir()): string[] {
     run("ip", ["link", "del", name]);
     done.push(`removed link ${name}`);
   }
-  try {
-    const created = readFileSync(mountpointsFile(dir), "utf8").split("\n").filter(Boolean);
-    for (const d of [...new Set(created)].sort((a, b) => b.length - a.length)) {
-      try { rmdirSync(d); done.push(`removed mount point ${d}`); } catch { /* not empty or gone: leave it */ }
-    }
-    rmSync(mountpointsFile(dir), { force: true });
-  } catch { /* none made */ }
+  const otherBeds = run("ip", ["-o", "link", "show"]).out.split("\n")
+    .map((l) => /^\d+:\s+(bed\d+)[:@]/.exec(l)?.[1]).filter((n): n is string => n !== undefined);
+  if (otherBeds.length > 0) {
+    done.push(`left the mount-point directories for the other bed(s) on this machine (${otherBeds.join(", ")})`);
+  } else {
+    try {
+      const created = readFileSync(MOUNTPOINTS_FILE, "utf8").split("\n").filter(Boolean);
+      for (const d of [...new Set(created)].sort((a, b) => b.length - a.length)) {
+        try { rmdirSync(d); done.push(`removed mount point ${d}`); } catch { /* not empty or gone: leave it */ }
+      }
+      rmSync(MOUNTPOINTS_FILE, { force: true });
+    } catch { /* none made */ }
+  }
   rmSync(stateFile(dir), { force: true });
   return done;
 }

@@ -43,8 +43,12 @@ const mergePatch = (): k8s.ConfigurationOptions => k8s.setHeaderOptions("Content
 const isStatus = (err: unknown, code: number): boolean => typeof err === "object" && err !== null && (err as { code?: unknown }).code === code;
 const now = (): Date => new Date();
 
-/** Host directories the kubelet made as mount points (empty, removed by bed:down). */
-export const mountpointsFile = (dir: string): string => join(dir, "mountpoints");
+/**
+ * Host directories kubelets made as mount points (empty on the host). One file for every bed on
+ * the machine: a directory one bed made may be a mount point in another bed's pods, and removing
+ * it would unmount it there too, so bed:down removes them only when it is the last bed.
+ */
+export const MOUNTPOINTS_FILE = "/run/etcd-ts-bed/mountpoints";
 
 export class Kubelet {
   private readonly kc = new k8s.KubeConfig();
@@ -349,7 +353,8 @@ export class Kubelet {
     let p = path;
     while (!existsSync(p)) { created.push(p); p = dirname(p); }
     mkdirSync(path, { recursive: true });
-    appendFileSync(mountpointsFile(this.config.dir), created.reverse().map((c) => c + "\n").join(""));
+    mkdirSync(dirname(MOUNTPOINTS_FILE), { recursive: true });
+    appendFileSync(MOUNTPOINTS_FILE, created.reverse().map((c) => c + "\n").join(""));
   }
 }
 
