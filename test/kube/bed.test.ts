@@ -184,6 +184,44 @@ describe("the bed (etcd-ts + kube-apiserver + kube-controller-manager + process 
     assert.equal(Buffer.from(range.kvs?.[0]?.value ?? "", "base64").toString(), "kept");
   });
 
+  test("a failing liveness probe (exec) restarts the container and counts it; deletion removes the pod", async () => {
+    await core.createNamespacedPod({
+      namespace: NS,
+      body: {
+        metadata: { name: "live" },
+        spec: {
+          terminationGracePeriodSeconds: 2,
+          containers: [{
+            name: "etcd", image: "ghcr.io/etcd-ts/etcd-ts:0.1.0",
+            livenessProbe: { exec: { command: ["false"] }, initialDelaySeconds: 1, periodSeconds: 1, failureThreshold: 2 },
+            volumeMounts: [{ name: "data", mountPath: "/var/lib/etcd-ts" }],
+          }],
+          volumes: [{ name: "data", emptyDir: {} }],
+        },
+      },
+    });
+    const restarted = await eventually("pod live restarted by its liveness probe", async () => {
+      const p = await core.readNamespacedPod({ name: "live", namespace: NS });
+      const c = p.status?.containerStatuses?.[0];
+      return (c?.restartCount ?? 0) >= 1 && c?.state?.running !== undefined ? p : undefined;
+    });
+    const c = restarted.status?.containerStatuses?.[0];
+    assert.ok(c?.lastState?.terminated, "the killed run is in lastState");
+    assert.equal(restarted.status?.phase, "Running");
+    const pid = Number(/^bed:\/\/(\d+)$/.exec(c?.containerID ?? "")?.[1]);
+    seen.set(pid, startTime(pid) ?? "");
+    await core.deleteNamespacedPod({ name: "live", namespace: NS });
+    await eventually("pod live gone", async () => {
+      try {
+        await core.readNamespacedPod({ name: "live", namespace: NS });
+        return undefined;
+      } catch (err) {
+        return (err as { code?: number }).code === 404 ? true : undefined;
+      }
+    });
+    assert.notEqual(startTime(pid), seen.get(pid), "its process is gone");
+  });
+
   test("bed:down stops every process it started and removes its namespaces, links and mount points", () => {
     const state = readState(dir);
     assert.ok(state);

@@ -365,6 +365,9 @@ interface Run {
   readonly spec: k8s.V1Container;
   child?: ChildProcess;
   pid?: number;
+  /** The user the process runs as (exec probes run as it too). */
+  uid?: number;
+  gid?: number;
   startedAt?: Date;
   restartCount: number;
   state: k8s.V1ContainerState;
@@ -656,6 +659,8 @@ export class PodWorker {
     }
     r.child = child;
     r.pid = child.pid;
+    r.uid = user.uid;
+    r.gid = user.gid;
     r.startedAt = now();
     r.stopping = false;
     r.ready = false;
@@ -758,7 +763,7 @@ export class PodWorker {
     }
     if (p.exec?.command && r.pid !== undefined) {
       // In the container's namespaces (network and mounts), as the container's user.
-      const out = spawnSync("nsenter", ["-t", String(r.pid), "-n", "-m", "-S", "follow", "-G", "follow", "--", ...p.exec.command], { timeout: timeoutMs, stdio: "ignore" });
+      const out = spawnSync("nsenter", ["-t", String(r.pid), "-n", "-m", "-S", String(r.uid ?? 0), "-G", String(r.gid ?? 0), "--", ...p.exec.command], { timeout: timeoutMs, stdio: "ignore" });
       return out.status === 0;
     }
     return false;
