@@ -15,6 +15,7 @@ import net from "node:net";
 import { constants as osConstants } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import * as k8s from "@kubernetes/client-node";
+import pino from "pino";
 import { must, run } from "../../faults/netns.js";
 import {
   APP_DIR, bridgeAddress, bridgeName, expandVars, hostsFile, launchScript, mapContainer, netnsName, nextSlot, podAddress,
@@ -36,9 +37,8 @@ export interface KubeletConfig {
 }
 
 const PV_LABEL = "bed.etcd-ts.io/provisioned";
-const log = (msg: string, extra: Record<string, unknown> = {}): void => {
-  process.stdout.write(JSON.stringify({ time: new Date().toISOString(), msg, ...extra }) + "\n");
-};
+const logger = pino({ base: { component: "kubelet" } });
+const log = (msg: string, extra: Record<string, unknown> = {}): void => { logger.info(extra, msg); };
 const mergePatch = (): k8s.ConfigurationOptions => k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.MergePatch);
 const isStatus = (err: unknown, code: number): boolean => typeof err === "object" && err !== null && (err as { code?: unknown }).code === code;
 const now = (): Date => new Date();
@@ -208,6 +208,8 @@ export class Kubelet {
         if (!w.terminating) {
           const grace = pod.metadata.deletionGracePeriodSeconds ?? w.graceSeconds();
           void w.terminate(grace).then(() => this.deletePod(pod)).catch((err: unknown) => log("deletion failed", { pod: w?.key, err: String(err) }));
+        } else if (w.stopped) {
+          await this.deletePod(pod); // the first try failed; level-triggered, so try again
         }
         continue;
       }
@@ -390,6 +392,8 @@ export class PodWorker {
   readonly namespace: string;
   hasNetwork = false;
   terminating = false;
+  /** Every process of the pod has exited and its namespace is gone. */
+  stopped = false;
   private started = false;
   private readonly runs = new Map<string, Run>();
   private volumes = new Map<string, string>();
@@ -803,6 +807,7 @@ export class PodWorker {
       this.hasNetwork = false;
     }
     rmSync(join(this.podDir, "volumes"), { recursive: true, force: true });
+    this.stopped = true;
     log("pod stopped", { pod: this.key });
   }
 
