@@ -60,6 +60,8 @@ export interface Bed {
 export const defaultBedDir = (): string => process.env["BED_DIR"] || join(repoRoot, ".bed");
 export const NODE_NAME = "bed-0";
 const stateFile = (dir: string): string => join(dir, "state.json");
+/** Everything a bed writes into its directory. */
+const BED_ENTRIES = ["state.json", "kubeconfig", "kubelet.json", "pki", "logs", "etcd", "volumes", "pods"] as const;
 
 function startTime(pid: number): string | undefined {
   try {
@@ -176,8 +178,9 @@ export async function bedUp(opts: BedOptions = {}): Promise<Bed> {
   const kubeletMain = join(repoRoot, "dist", "test", "kube", "kubelet", "main.js");
   for (const p of [ours, kubeletMain]) if (!existsSync(p)) throw new Error(`MISSING ${p}: run \`npm run build\``);
 
-  // A fresh start: the previous bed's logs and volumes go.
-  rmSync(dir, { recursive: true, force: true });
+  // A fresh start: the previous bed's logs and volumes go (only what a bed writes: BED_DIR may
+  // name a directory that holds other things too).
+  for (const d of BED_ENTRIES) rmSync(join(dir, d), { recursive: true, force: true });
   for (const d of ["pki", "logs", "etcd", "volumes", "pods"]) mkdirSync(join(dir, d), { recursive: true });
   const index = makeBridge();
   const address = bridgeAddress(index);

@@ -6,6 +6,7 @@
 // token from the TokenRequest API and find out whether its RBAC suffices.
 //
 // Everything this starts is killed (by PID) and removed when stop() runs or the process exits.
+// The pieces (certificates, flags, kubeconfigs) are exported: the bed (bed.ts) is built from them.
 
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
@@ -95,7 +96,7 @@ export function certKubeconfig(dir: string, url: string, user: "admin" | "kcm"):
 }
 
 /** kube-apiserver's flags, for certificates made by makeCerts in `dir`. */
-export function apiserverArgs(o: { etcdServers: string; port: number; address: string; dir: string; endpointReconciler?: boolean }): string[] {
+export function apiserverArgs(o: { etcdServers: string; port: number; address: string; dir: string }): string[] {
   const { dir } = o;
   return [
     `--etcd-servers=${o.etcdServers}`,
@@ -109,7 +110,7 @@ export function apiserverArgs(o: { etcdServers: string; port: number; address: s
     "--service-cluster-ip-range=10.96.0.0/16",
     "--allow-privileged=true",
     // The kubernetes Service cannot point at a loopback address; envtest turns it off too.
-    ...(o.endpointReconciler === true ? [] : ["--endpoint-reconciler-type=none"]),
+    "--endpoint-reconciler-type=none",
     "--enable-priority-and-fairness=false",
     "--v=1",
   ];
