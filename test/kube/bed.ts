@@ -12,7 +12,7 @@
 
 import { spawn } from "node:child_process";
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import * as k8s from "@kubernetes/client-node";
 import { ensureNetworkTools, must, run } from "../faults/netns.js";
@@ -304,6 +304,7 @@ export function bedDown(dir: string = defaultBedDir()): string[] {
         try { rmdirSync(d); done.push(`removed mount point ${d}`); } catch { /* not empty or gone: leave it */ }
       }
       rmSync(MOUNTPOINTS_FILE, { force: true });
+      rmdirSync(dirname(MOUNTPOINTS_FILE));
     } catch { /* none made */ }
   }
   rmSync(stateFile(dir), { force: true });
