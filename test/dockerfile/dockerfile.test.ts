@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { repoRoot } from "../harness/provision.js";
 import { MEMBER_COMMAND } from "../../operator/src/desired.js";
+import { IMAGES } from "../kube/kubelet/pure.js";
 
 interface Report {
   warnings: { rule: string; message: string; line: number }[];
@@ -87,5 +88,15 @@ describe("Dockerfile (BuildKit parser and linter)", () => {
     assert.deepEqual(op.cmd, JSON.parse(m[1]));
     const pkg = JSON.parse(readFileSync(join(repoRoot, "package.json"), "utf8")) as { scripts: Record<string, string> };
     assert.equal(`node /app/${pkg.scripts["operator"]?.replace(/^node /, "")}`, op.cmd.join(" "));
+  });
+
+  test("the bed's kubelet runs each image as its Dockerfile stage does (CMD, USER)", () => {
+    const runtime = rep.stages.find((s) => s.name === "runtime");
+    for (const [image, stage] of [["etcd-ts", rep.stages[rep.stages.length - 1]], ["etcd-ts-operator", rep.stages.find((s) => s.name === "operator")]] as const) {
+      const bed = IMAGES[image];
+      assert.ok(bed && stage && runtime, image);
+      assert.deepEqual([...bed.cmd], stage.cmd, image);
+      assert.equal(`${bed.uid}:${bed.gid}`, runtime.user, image);
+    }
   });
 });

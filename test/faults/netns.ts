@@ -24,12 +24,12 @@ import { banner } from "../harness/provision.js";
 
 const PREFIX = "etf";
 
-function run(cmd: string, args: readonly string[], input?: string): { ok: boolean; out: string; err: string } {
+export function run(cmd: string, args: readonly string[], input?: string): { ok: boolean; out: string; err: string } {
   const r = spawnSync(cmd, args, { encoding: "utf8", input, timeout: 30_000 });
   return { ok: r.status === 0, out: r.stdout ?? "", err: (r.stderr ?? "") + (r.error ? String(r.error) : "") };
 }
 
-function must(cmd: string, args: readonly string[], input?: string): string {
+export function must(cmd: string, args: readonly string[], input?: string): string {
   const r = run(cmd, args, input);
   if (!r.ok) throw new Error(`${cmd} ${args.join(" ")} failed: ${r.err.trim()}`);
   return r.out;

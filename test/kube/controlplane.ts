@@ -6,6 +6,7 @@
 // token from the TokenRequest API and find out whether its RBAC suffices.
 //
 // Everything this starts is killed (by PID) and removed when stop() runs or the process exits.
+// The pieces (certificates, flags, kubeconfigs) are exported: the bed (bed.ts) is built from them.
 
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
@@ -19,6 +20,7 @@ import type { Member } from "../harness/index.js";
 
 export interface ToolPaths {
   readonly kubeApiserver: string;
+  readonly kubeControllerManager: string;
   readonly kubectl: string;
   readonly helm: string;
 }
@@ -27,6 +29,7 @@ export function toolPaths(): ToolPaths {
   const bin = process.env["ETCDTS_TOOLS_BIN"] ?? join(repoRoot, ".tools", "bin");
   return {
     kubeApiserver: process.env["KUBE_APISERVER_BIN"] ?? join(bin, "kube-apiserver"),
+    kubeControllerManager: process.env["KUBE_CONTROLLER_MANAGER_BIN"] ?? join(bin, "kube-controller-manager"),
     kubectl: process.env["KUBECTL_BIN"] ?? join(bin, "kubectl"),
     helm: process.env["HELM_BIN"] ?? join(bin, "helm"),
   };
@@ -53,21 +56,27 @@ function openssl(dir: string, args: string[]): void {
   if (r.status !== 0) throw new Error(`openssl ${args.join(" ")}: ${r.stderr}`);
 }
 
-/** CA, a serving certificate for 127.0.0.1, and an admin client certificate. */
-function makeCerts(dir: string): void {
+/**
+ * CA, a serving certificate for 127.0.0.1 (and `serverIps`), an admin client certificate
+ * (O=system:masters) and one for kube-controller-manager, and the service-account key pair.
+ */
+export function makeCerts(dir: string, serverIps: readonly string[] = []): void {
   openssl(dir, ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=etcd-ts-test-ca"]);
-  writeFileSync(join(dir, "server.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n");
+  const ips = ["127.0.0.1", ...serverIps].map((ip) => `IP:${ip}`).join(",");
+  writeFileSync(join(dir, "server.ext"), `subjectAltName=${ips},DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\nextendedKeyUsage=serverAuth\n`);
   openssl(dir, ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=kube-apiserver"]);
   openssl(dir, ["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "server.ext"]);
   writeFileSync(join(dir, "client.ext"), "extendedKeyUsage=clientAuth\n");
-  openssl(dir, ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "admin.key", "-out", "admin.csr", "-subj", "/O=system:masters/CN=admin"]);
-  openssl(dir, ["x509", "-req", "-in", "admin.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "admin.crt", "-days", "2", "-extfile", "client.ext"]);
+  for (const [name, subj] of [["admin", "/O=system:masters/CN=admin"], ["kcm", "/CN=system:kube-controller-manager"]] as const) {
+    openssl(dir, ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", subj]);
+    openssl(dir, ["x509", "-req", "-in", `${name}.csr`, "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", `${name}.crt`, "-days", "2", "-extfile", "client.ext"]);
+  }
   const sa = generateKeyPairSync("rsa", { modulusLength: 2048 });
   writeFileSync(join(dir, "sa.key"), sa.privateKey.export({ type: "pkcs8", format: "pem" }));
   writeFileSync(join(dir, "sa.pub"), sa.publicKey.export({ type: "spki", format: "pem" }));
 }
 
-function kubeconfigText(url: string, caPem: string, user: Record<string, string>): string {
+export function kubeconfigText(url: string, caPem: string, user: Record<string, string>): string {
   const b64 = (s: string) => Buffer.from(s).toString("base64");
   return JSON.stringify({
     apiVersion: "v1", kind: "Config",
@@ -78,7 +87,57 @@ function kubeconfigText(url: string, caPem: string, user: Record<string, string>
   }, null, 2);
 }
 
-function get(url: string, dir: string): Promise<{ status: number; body: string }> {
+/** A kubeconfig for a client certificate made by makeCerts ("admin" or "kcm"), certificates inline. */
+export function certKubeconfig(dir: string, url: string, user: "admin" | "kcm"): string {
+  return kubeconfigText(url, readFileSync(join(dir, "ca.crt"), "utf8"), {
+    "client-certificate-data": readFileSync(join(dir, `${user}.crt`)).toString("base64"),
+    "client-key-data": readFileSync(join(dir, `${user}.key`)).toString("base64"),
+  });
+}
+
+/** kube-apiserver's flags, for certificates made by makeCerts in `dir`. */
+export function apiserverArgs(o: { etcdServers: string; port: number; address: string; dir: string }): string[] {
+  const { dir } = o;
+  return [
+    `--etcd-servers=${o.etcdServers}`,
+    `--secure-port=${o.port}`, `--bind-address=${o.address}`, `--advertise-address=${o.address}`,
+    `--cert-dir=${dir}`,
+    `--tls-cert-file=${join(dir, "server.crt")}`, `--tls-private-key-file=${join(dir, "server.key")}`,
+    `--client-ca-file=${join(dir, "ca.crt")}`,
+    "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+    `--service-account-key-file=${join(dir, "sa.pub")}`, `--service-account-signing-key-file=${join(dir, "sa.key")}`,
+    "--authorization-mode=RBAC",
+    "--service-cluster-ip-range=10.96.0.0/16",
+    "--allow-privileged=true",
+    // The kubernetes Service cannot point at a loopback address; envtest turns it off too.
+    "--endpoint-reconciler-type=none",
+    "--enable-priority-and-fairness=false",
+    "--v=1",
+  ];
+}
+
+/**
+ * kube-controller-manager's flags: every default controller (statefulset, deployment,
+ * replicaset, endpointslice, garbage collector, PV binder, serviceaccount(-token), namespace,
+ * root-ca-cert-publisher, node lifecycle, ...), each with its own ServiceAccount's credentials.
+ */
+export function controllerManagerArgs(o: { kubeconfig: string; port: number; dir: string }): string[] {
+  return [
+    `--kubeconfig=${o.kubeconfig}`,
+    `--authentication-kubeconfig=${o.kubeconfig}`, `--authorization-kubeconfig=${o.kubeconfig}`,
+    "--bind-address=127.0.0.1", `--secure-port=${o.port}`,
+    "--controllers=*",
+    "--use-service-account-credentials=true",
+    `--service-account-private-key-file=${join(o.dir, "sa.key")}`, `--root-ca-file=${join(o.dir, "ca.crt")}`,
+    "--leader-elect=false",
+    // A loaded machine can delay a heartbeat; the default 50 s would evict the bed's pods.
+    "--node-monitor-grace-period=2m",
+    "--v=1",
+  ];
+}
+
+/** GET with the admin client certificate of `dir` (made by makeCerts). */
+export function adminGet(url: string, dir: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const req = https.get(url, {
       ca: readFileSync(join(dir, "ca.crt")), cert: readFileSync(join(dir, "admin.crt")), key: readFileSync(join(dir, "admin.key")), timeout: 5000,
@@ -121,38 +180,20 @@ export async function startControlPlane(opts: { readyTimeoutMs?: number } = {}):
     const port = await freePort();
     const url = `https://127.0.0.1:${port}`;
     const out = openSync(logFile, "a");
-    apiserver = spawn(tools.kubeApiserver, [
-      `--etcd-servers=${etcd.clientUrl}`,
-      `--secure-port=${port}`, "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-      `--cert-dir=${dir}`,
-      `--tls-cert-file=${join(dir, "server.crt")}`, `--tls-private-key-file=${join(dir, "server.key")}`,
-      `--client-ca-file=${join(dir, "ca.crt")}`,
-      "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-      `--service-account-key-file=${join(dir, "sa.pub")}`, `--service-account-signing-key-file=${join(dir, "sa.key")}`,
-      "--authorization-mode=RBAC",
-      "--service-cluster-ip-range=10.96.0.0/16",
-      "--allow-privileged=true",
-      // The kubernetes Service cannot point at a loopback address; envtest turns it off too.
-      "--endpoint-reconciler-type=none",
-      "--enable-priority-and-fairness=false",
-      "--v=1",
-    ], { stdio: ["ignore", out, out] });
+    apiserver = spawn(tools.kubeApiserver, apiserverArgs({ etcdServers: etcd.clientUrl, port, address: "127.0.0.1", dir }), { stdio: ["ignore", out, out] });
     closeSync(out);
     live.add(apiserver);
     const deadline = Date.now() + (opts.readyTimeoutMs ?? 180_000);
     for (;;) {
       if (apiserver.exitCode !== null) throw new Error(`kube-apiserver exited ${apiserver.exitCode}:\n${tail(logFile, 30)}`);
-      const r = await get(`${url}/readyz`, dir).catch(() => undefined);
+      const r = await adminGet(`${url}/readyz`, dir).catch(() => undefined);
       if (r?.status === 200) break;
       if (Date.now() > deadline) throw new Error(`kube-apiserver not ready in time:\n${r?.body ?? ""}\n${tail(logFile, 30)}`);
       await sleep(500);
     }
     const caPem = readFileSync(join(dir, "ca.crt"), "utf8");
     const kubeconfig = join(dir, "admin.kubeconfig");
-    writeFileSync(kubeconfig, kubeconfigText(url, caPem, {
-      "client-certificate-data": readFileSync(join(dir, "admin.crt")).toString("base64"),
-      "client-key-data": readFileSync(join(dir, "admin.key")).toString("base64"),
-    }));
+    writeFileSync(kubeconfig, certKubeconfig(dir, url, "admin"));
     const kubectl = (args: readonly string[], input?: string) => {
       const r = spawnSync(tools.kubectl, ["--kubeconfig", kubeconfig, ...args], { encoding: "utf8", input, timeout: 120_000 });
       return { status: r.status, stdout: r.stdout ?? "", stderr: (r.stderr ?? "") + (r.error ? String(r.error) : "") };
