@@ -266,7 +266,9 @@ for (const v of versions) {
     });
 
     it("snapshot save", async () => {
-      await d.same(["snapshot", "save", "snap.db"], { code: 0, normalise: ["dbsize"] });
+      // etcdctl refuses a snapshot from several endpoints; one is picked, as its help says.
+      await d.same(["snapshot", "save", "refused.db"]);
+      await d.same(["snapshot", "save", "snap.db"], { code: 0, normalise: ["dbsize"], only: [0] });
       if (v.name === "3.4") {
         // etcdctl 3.4 can still read a snapshot file (3.6 moved this to etcdutl).
         await d.same(["snapshot", "status", "snap.db", "-w", "json"], { code: 0, normalise: ["dbsize"] });
