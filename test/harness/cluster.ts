@@ -101,9 +101,11 @@ export function referenceTools(): Availability<ReferenceTools> {
  */
 export async function startCluster(impl: Impl, opts: ClusterOptions = {}): Promise<Cluster> {
   const size = opts.size ?? clusterSize();
-  const tools = referenceTools();
-  if (!tools.ok) throw new Error(tools.reason);
-  const binary = impl === "etcd" ? tools.value.etcd36 : undefined;
+  // Only the server binary is needed here (the suites check their clients).
+  const binary = impl === "etcd" ? process.env["ETCD36_BIN"] || join(toolsBin(), "etcd") : undefined;
+  if (binary !== undefined && !existsSync(binary)) throw new Error(`startCluster: ${binary} does not exist (npm run tools)`);
+  const ours = oursAvailability();
+  if (impl === "ours" && !ours.ok) throw new Error(ours.reason);
   let procs: Processes | undefined;
   for (let attempt = 0; procs === undefined; attempt++) {
     const specs = await Processes.specs(size);
