@@ -40,11 +40,13 @@
 //                  in `endpoint status` and `endpoint hashkv` (one connection per
 //                  endpoint): etcdctl's client balances the other requests over
 //                  the endpoints, so which member answers is the balancer's choice.
-//   N13 rows       `member list`, `endpoint health` and every `--cluster`
-//                  command have their rows sorted (lines; objects in JSON
-//                  arrays): etcd lists members in ID order, and IDs are hashes
-//                  of the peer URLs; `endpoint health` prints in the order the
-//                  concurrent checks finish.
+//   N13 rows       `member list`, `lease list`, `endpoint health` and every
+//                  `--cluster` command have their rows sorted (lines; objects in
+//                  JSON arrays): etcd lists members in ID order, and IDs are
+//                  hashes of the peer URLs; it lists leases by expiry, which a
+//                  follower does not track (all equal, so Go's map order);
+//                  `endpoint health` prints in the order the concurrent checks
+//                  finish.
 // Both clusters hand leadership to their first member at start, so the
 // leader column of `endpoint status` lines up without a normalisation.
 
@@ -198,7 +200,7 @@ export class Duo {
     const what = `etcdctl ${args.join(" ")}`;
     const a = this.normaliseOut(this.judge, ra.stdout, opts);
     const b = this.normaliseOut(this.ours, rb.stdout, opts);
-    assert.equal(b, a, `stdout of \`${what}\` (ours, then etcd)`);
+    assert.equal(b, a, `stdout of \`${what}\` (ours, then etcd); stderr of ours: ${rb.stderr.slice(0, 1500)}; of etcd: ${ra.stderr.slice(0, 1500)}`);
     assert.equal(this.normaliseErr(this.ours, rb.stderr, opts), this.normaliseErr(this.judge, ra.stderr, opts), `stderr of \`${what}\``);
     assert.equal(rb.code, ra.code, `exit code of \`${what}\` (etcd's stderr: ${ra.stderr})`);
     if (opts.code !== undefined) assert.equal(ra.code, opts.code, `etcd's exit code of \`${what}\` (stderr: ${ra.stderr})`);
@@ -327,7 +329,7 @@ function implied(args: readonly string[]): Normalisation[] {
   const perEndpoint = ep >= 0 && (args[ep + 1] === "status" || args[ep + 1] === "hashkv");
   if (!perEndpoint) out.push("answered-by");
   const sub = (a: string, b: string): boolean => args.some((x, i) => x === a && args[i + 1] === b);
-  if (sub("member", "list") || sub("endpoint", "health") || args.includes("--cluster")) out.push("rows");
+  if (sub("member", "list") || sub("endpoint", "health") || sub("lease", "list") || args.includes("--cluster")) out.push("rows");
   return out;
 }
 

@@ -18,7 +18,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { freePort } from "./ports.js";
 import { etcdBinaries, oursMain, repoRoot } from "./provision.js";
 import { GrpcConn } from "./grpc.js";
-import { Maintenance } from "../../node/gen/etcdserverpb/rpc_pb.js";
+import { Cluster as ClusterSvc, Maintenance } from "../../node/gen/etcdserverpb/rpc_pb.js";
 
 export type Impl = "etcd" | "ours";
 
@@ -183,6 +183,7 @@ export class Cluster {
     for (const n of c.nodes) n.start();
     try {
       await c.waitLeader(c.nodes, opts.startTimeoutMs);
+      await c.waitPublished(c.nodes, opts.startTimeoutMs);
     } catch (e) {
       await c.dispose();
       throw e;
@@ -226,6 +227,37 @@ export class Cluster {
         throw new Error(`no common leader among ${among.map((n) => n.spec.name).join(",")}\n${among.map((n) => `--- ${n.spec.name}\n${n.logTail(10)}`).join("\n")}`);
       }
       await sleep(200);
+    }
+  }
+
+  /**
+   * Polls until every given member lists every given member with its client
+   * URLs, i.e. each has published its attributes through Raft. etcd serves
+   * clients only once its own member has published; ours answers before
+   * (Status, reads), so without this wait a `member list` right after start
+   * can show a member without client URLs, for up to a request timeout when
+   * its publish proposal was dropped by a leader transfer.
+   */
+  async waitPublished(among: ClusterNode[], capMs = 60_000): Promise<void> {
+    const deadline = Date.now() + capMs;
+    const urls = new Set(among.map((n) => n.clientUrl));
+    for (;;) {
+      const views = await Promise.all(among.map(async (n) => {
+        const conn = new GrpcConn(n.target, { deadlineMs: 2000 });
+        try {
+          const r = await conn.unary(ClusterSvc.method.memberList, {});
+          return new Set(r.members.flatMap((m) => m.clientURLs));
+        } catch {
+          return new Set<string>();
+        } finally {
+          conn.close();
+        }
+      }));
+      if (views.every((v) => [...urls].every((u) => v.has(u)))) return;
+      if (Date.now() > deadline) {
+        throw new Error(`members did not all publish their client URLs: ${views.map((v) => [...v].join(",")).join(" | ")}`);
+      }
+      await sleep(100);
     }
   }
 
