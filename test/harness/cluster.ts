@@ -34,6 +34,8 @@ export interface Cluster {
   leader(capMs?: number): Promise<ClusterNode>;
   /** Hands leadership to member i and waits until every running member follows it. */
   moveLeader(i: number): Promise<void>;
+  /** Maintenance.Status of one member, or undefined if it does not answer. */
+  status(n: ClusterNode): ReturnType<Processes["status"]>;
   /** Stops every member and removes its temporary directories. */
   dispose(): Promise<void>;
 }
@@ -95,8 +97,8 @@ export function referenceTools(): Availability<ReferenceTools> {
 
 /**
  * Starts a cluster of `impl` (real etcd 3.6 or ours) on free loopback ports,
- * waits until every member follows one leader, then makes the first member
- * the leader. A start that loses a port race ("address already in use") is
+ * waits until every member follows one leader and has published its client
+ * URLs (launch.ts), then makes the first member the leader. A start that loses a port race ("address already in use") is
  * retried on fresh ports.
  */
 export async function startCluster(impl: Impl, opts: ClusterOptions = {}): Promise<Cluster> {
@@ -138,6 +140,7 @@ export async function startCluster(impl: Impl, opts: ClusterOptions = {}): Promi
       if (to === undefined) throw new Error(`moveLeader: no member ${i}`);
       await p.moveLeader(to);
     },
+    status: (n: ClusterNode) => p.status(n),
     dispose: () => p.dispose(),
   };
 }

@@ -71,7 +71,7 @@ for (const target of targets) {
     const members: Members = {
       get size() { return cluster?.members.length ?? 0; },
       async killLeader() {
-        if (!cluster) throw new Error("no cluster of ours");
+        if (!cluster) throw new Error("no cluster started by this test");
         const leader = await cluster.leader();
         await leader.kill9();
         return leader.spec.name;
@@ -80,9 +80,19 @@ for (const target of targets) {
         const m = cluster?.members.find((x) => x.spec.name === name);
         if (!cluster || !m) throw new Error(`no member ${name}`);
         m.start();
-        // Back when every member (the restarted one too) follows one leader.
-        const all = await cluster.leader(120_000).catch(() => undefined);
-        if (!all || cluster.members.some((x) => !x.running)) throw new Error(`${name} did not rejoin:\n${m.logTail(20)}`);
+        // Back when every member (the restarted one too) follows one leader,
+        // and caught up when it has the revision the leader had then.
+        const c = cluster;
+        const leader = await c.leader(120_000).catch(() => undefined);
+        if (!leader || c.members.some((x) => !x.running)) throw new Error(`${name} did not rejoin:\n${m.logTail(20)}`);
+        const want = (await c.status(leader))?.header?.revision ?? 0n;
+        const deadline = Date.now() + 60_000;
+        for (;;) {
+          const have = (await c.status(m))?.header?.revision ?? 0n;
+          if (want > 0n && have >= want) break;
+          if (Date.now() > deadline) throw new Error(`${name} did not catch up: revision ${have}, leader had ${want}\n${m.logTail(20)}`);
+          await new Promise((r) => setTimeout(r, 200));
+        }
       },
       logTail: (name: string) => cluster?.members.find((x) => x.spec.name === name)?.logTail(20) ?? "",
     };
