@@ -94,7 +94,6 @@ for (const target of targets) {
           await new Promise((r) => setTimeout(r, 200));
         }
       },
-      logTail: (name: string) => cluster?.members.find((x) => x.spec.name === name)?.logTail(20) ?? "",
     };
     for (const step of scenario(proxy, { configMaps, members: target === "external" ? undefined : members })) {
       it(step.name, async () => {

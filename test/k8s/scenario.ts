@@ -17,9 +17,8 @@ export interface Members {
   readonly size: number;
   /** kill -9 of the member that leads now; returns its name. */
   killLeader(): Promise<string>;
-  /** Starts that member again on its data dir and waits until it follows the leader. */
+  /** Starts that member again on its data dir; waits until it follows the leader and has the leader's revision. */
   restart(name: string): Promise<void>;
-  logTail(name: string): string;
 }
 
 export interface Step {
