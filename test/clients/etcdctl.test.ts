@@ -272,7 +272,9 @@ for (const v of versions) {
     });
 
     it("snapshot save", async () => {
-      await d.same(["snapshot", "save", "snap.db"], { code: 0, normalise: ["dbsize"] });
+      // etcdctl refuses a snapshot from several endpoints; one is picked, as its help says.
+      await d.same(["snapshot", "save", "refused.db"]);
+      await d.same(["snapshot", "save", "snap.db"], { code: 0, normalise: ["dbsize"], only: [0] });
       if (v.name === "3.4") {
         // etcdctl 3.4 can still read a snapshot file offline (3.6 moved this to etcdutl).
         // KNOWN DIFFERENCE (README, "Known differences"): our snapshot is our own

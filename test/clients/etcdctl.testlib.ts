@@ -30,6 +30,25 @@
 //                  compared as JSON, so N2-N4 can apply to its header fields.
 //   N11 table      table cells lose their padding (it depends on the width of the
 //                  values normalised above).
+//
+// The clusters have 3 members (test/harness/cluster.ts) and etcdctl is given
+// all their endpoints, so three more exist because of that:
+//
+//   N2 above names member IDs by member name (m1 is <member0>, the member
+//                  behind <ep0>), not by their order in `member list`.
+//   N12 answered-by the member_id in a response header becomes <member> except
+//                  in `endpoint status` and `endpoint hashkv` (one connection per
+//                  endpoint): etcdctl's client balances the other requests over
+//                  the endpoints, so which member answers is the balancer's choice.
+//   N13 rows       `member list`, `lease list`, `endpoint health` and every
+//                  `--cluster` command have their rows sorted (lines; objects in
+//                  JSON arrays): etcd lists members in ID order, and IDs are
+//                  hashes of the peer URLs; it lists leases by expiry, which a
+//                  follower does not track (all equal, so Go's map order);
+//                  `endpoint health` prints in the order the concurrent checks
+//                  finish.
+// Both clusters hand leadership to their first member at start, so the
+// leader column of `endpoint status` lines up without a normalisation.
 
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
@@ -48,7 +67,7 @@ import {
   TxnResponseSchema,
 } from "../../node/gen/etcdserverpb/rpc_pb.js";
 
-export type Normalisation = "took" | "ttl" | "dbsize" | "version" | "session";
+export type Normalisation = "took" | "ttl" | "dbsize" | "version" | "session" | "answered-by" | "rows";
 
 export interface RunOpts {
   readonly stdin?: string;
@@ -62,6 +81,11 @@ export interface StepOpts extends RunOpts {
   readonly code?: number;
   /** `-w protobuf` output: the message to decode it with. */
   readonly protobuf?: DescMessage;
+}
+
+export interface CtlOpts extends RunOpts {
+  /** Only these endpoints (indexes into the cluster's list); default all. */
+  readonly only?: readonly number[];
 }
 
 export interface CliResult {
@@ -84,7 +108,7 @@ interface Side {
   readonly cwd: string;
   /** Lease IDs (hex, 16 digits) in grant order. */
   readonly leases: string[];
-  /** Cluster ID then member IDs (bigint), read from `member list`. */
+  /** Cluster ID, then member IDs (bigint) in endpoint order, read from `member list`. */
   ids: bigint[];
 }
 
@@ -95,8 +119,8 @@ export const PROTOBUF: Record<string, DescMessage> = {
   txn: TxnResponseSchema,
 };
 
-function spawnCtl(bin: string, cluster: Cluster, args: readonly string[], cwd: string, opts: RunOpts): Running {
-  const endpoints = cluster.endpoints.join(",");
+function spawnCtl(bin: string, cluster: Cluster, args: readonly string[], cwd: string, opts: CtlOpts): Running {
+  const endpoints = (opts.only ?? cluster.endpoints.map((_, i) => i)).map((i) => cluster.endpoints[i]).join(",");
   const proc = spawn(bin, [`--endpoints=${endpoints}`, ...args], {
     cwd,
     env: { ...process.env, ...(opts.env ?? {}) },
@@ -149,11 +173,13 @@ export class Duo {
     const r = await spawnCtl(this.ctl, side.cluster, ["member", "list", "-w", "json"], side.cwd, {}).done;
     const text = r.stdout.toString();
     const cluster = /"cluster_id":(\d+)/.exec(text)?.[1];
-    const members = [...text.matchAll(/"ID":(\d+)/g)].map((m) => BigInt(m[1] ?? "0"));
-    if (r.code !== 0 || cluster === undefined || members.length === 0) {
+    // Member names are m1, m2, ... in endpoint order (test/harness/launch.ts).
+    const byName = new Map([...text.matchAll(/"ID":(\d+),"name":"([^"]*)"/g)].map((m) => [m[2] ?? "", BigInt(m[1] ?? "0")]));
+    const members = side.cluster.endpoints.map((_, i) => byName.get(`m${i + 1}`));
+    if (r.code !== 0 || cluster === undefined || members.some((m) => m === undefined)) {
       throw new Error(`${side.impl}: cannot read IDs from member list: ${text} ${r.stderr}`);
     }
-    side.ids = [BigInt(cluster), ...members];
+    side.ids = [BigInt(cluster), ...members.map((m) => m ?? 0n)];
   }
 
   private expand(side: Side, args: readonly string[]): string[] {
@@ -163,7 +189,8 @@ export class Duo {
   }
 
   /** Runs one command on both sides and asserts equal normalised stdout, stderr and exit code. */
-  async same(args: readonly string[], opts: StepOpts = {}): Promise<{ judge: CliResult; ours: CliResult; text: string }> {
+  async same(args: readonly string[], given: StepOpts & CtlOpts = {}): Promise<{ judge: CliResult; ours: CliResult; text: string }> {
+    const opts = { ...given, normalise: [...(given.normalise ?? []), ...implied(args)] };
     const [ra, rb] = await Promise.all([
       spawnCtl(this.ctl, this.judge.cluster, this.expand(this.judge, args), this.judge.cwd, opts).done,
       spawnCtl(this.ctl, this.ours.cluster, this.expand(this.ours, args), this.ours.cwd, opts).done,
@@ -173,7 +200,7 @@ export class Duo {
     const what = `etcdctl ${args.join(" ")}`;
     const a = this.normaliseOut(this.judge, ra.stdout, opts);
     const b = this.normaliseOut(this.ours, rb.stdout, opts);
-    assert.equal(b, a, `stdout of \`${what}\` (ours, then etcd)`);
+    assert.equal(b, a, `stdout of \`${what}\` (ours, then etcd); stderr of ours: ${rb.stderr.slice(0, 1500)}; of etcd: ${ra.stderr.slice(0, 1500)}`);
     assert.equal(this.normaliseErr(this.ours, rb.stderr, opts), this.normaliseErr(this.judge, ra.stderr, opts), `stderr of \`${what}\``);
     assert.equal(rb.code, ra.code, `exit code of \`${what}\` (etcd's stderr: ${ra.stderr})`);
     if (opts.code !== undefined) assert.equal(ra.code, opts.code, `etcd's exit code of \`${what}\` (stderr: ${ra.stderr})`);
@@ -187,7 +214,7 @@ export class Duo {
   }
 
   /** Runs one command on both sides without comparing (for polling until both reach a state). */
-  async both(args: readonly string[], opts: RunOpts = {}): Promise<{ judge: string; ours: string }> {
+  async both(args: readonly string[], opts: CtlOpts = {}): Promise<{ judge: string; ours: string }> {
     const [ra, rb] = await Promise.all([
       spawnCtl(this.ctl, this.judge.cluster, this.expand(this.judge, args), this.judge.cwd, opts).done,
       spawnCtl(this.ctl, this.ours.cluster, this.expand(this.ours, args), this.ours.cwd, opts).done,
@@ -196,15 +223,16 @@ export class Duo {
   }
 
   /** Starts a long-running command (watch, lock, elect) on both sides. */
-  startBoth(args: readonly string[], opts: RunOpts = {}): { judge: Running; ours: Running } {
+  startBoth(args: readonly string[], opts: CtlOpts = {}): { judge: Running; ours: Running } {
     return {
       judge: spawnCtl(this.ctl, this.judge.cluster, this.expand(this.judge, args), this.judge.cwd, { timeoutMs: 60_000, ...opts }),
       ours: spawnCtl(this.ctl, this.ours.cluster, this.expand(this.ours, args), this.ours.cwd, { timeoutMs: 60_000, ...opts }),
     };
   }
 
-  /** Normalised output of a running command on one side. */
-  text(which: "judge" | "ours", raw: string | Buffer, opts: StepOpts = {}): string {
+  /** Normalised output of a running command on one side (N12 applies: a stream is served by whichever member the client picked). */
+  text(which: "judge" | "ours", raw: string | Buffer, given: StepOpts = {}): string {
+    const opts = { ...given, normalise: [...(given.normalise ?? []), "answered-by" as const] };
     return this.normaliseOut(which === "judge" ? this.judge : this.ours, typeof raw === "string" ? Buffer.from(raw, "latin1") : raw, opts);
   }
 
@@ -263,6 +291,7 @@ export class Duo {
       t = t.split(hex).join(`<lease${i}>`).split(n.toString()).join(`<lease${i}>`).split(n.toString(16)).join(`<lease${i}>`);
     });
     const n = opts.normalise ?? [];
+    if (n.includes("answered-by")) t = t.replace(/("member_id":|"MemberID" : )<member\d+>/g, "$1<member>");
     if (n.includes("session")) t = t.replace(/\/[0-9a-f]{1,16}\b/g, "/<session-lease>"); // etcdctl prints name/%x: no padding
     if (n.includes("took")) {
       t = t.replace(/took = \S+/g, "took = <took>")
@@ -287,6 +316,7 @@ export class Duo {
         .replace(/"ttl":-?\d+/g, '"ttl":<ttl>')
         .replace(/^"TTL" : -?\d+$/gm, '"TTL" : <ttl>');
     }
+    if (n.includes("rows")) t = sortRows(t);
     return t;
   }
 
@@ -296,6 +326,69 @@ export class Duo {
     const t = lines.join("\n").replace(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6} ([A-Z]) \| /gm, "<ts> $1 | ");
     return this.normaliseText(side, t, opts);
   }
+}
+
+/** The normalisations a command implies whatever the case asks (N12, N13). */
+function implied(args: readonly string[]): Normalisation[] {
+  const out: Normalisation[] = [];
+  const ep = args.indexOf("endpoint");
+  const perEndpoint = ep >= 0 && (args[ep + 1] === "status" || args[ep + 1] === "hashkv");
+  if (!perEndpoint) out.push("answered-by");
+  const sub = (a: string, b: string): boolean => args.some((x, i) => x === a && args[i + 1] === b);
+  if (sub("member", "list") || sub("endpoint", "health") || sub("lease", "list") || args.includes("--cluster")) out.push("rows");
+  return out;
+}
+
+/**
+ * N13: one JSON document per line has the objects of each array sorted (as
+ * text); other output has its lines sorted. Applied after the other
+ * normalisations, so equal rows are equal text.
+ */
+export function sortRows(text: string): string {
+  const trimmed = text.trim();
+  if (trimmed.startsWith("{") || trimmed.startsWith("[")) return text.split("\n").map(sortJsonArrays).join("\n");
+  const lines = text.split("\n");
+  const last = lines[lines.length - 1] === "" ? lines.pop() : undefined;
+  lines.sort();
+  if (last !== undefined) lines.push(last);
+  return lines.join("\n");
+}
+
+/** Sorts the elements of every array of objects in a JSON text (which may hold placeholders such as <member0>). */
+function sortJsonArrays(text: string): string {
+  let i = 0;
+  // Reads one value starting at i (object, array, string, or a bare token) and returns its normalised text.
+  const value = (): string => {
+    const c = text[i];
+    if (c === "{") return group("{", "}", false);
+    if (c === "[") return group("[", "]", true);
+    if (c === '"') {
+      const start = i++;
+      while (i < text.length && text[i] !== '"') i += text[i] === "\\" ? 2 : 1;
+      i++;
+      return text.slice(start, i);
+    }
+    const start = i;
+    while (i < text.length && !",:]}".includes(text[i] ?? "")) i++;
+    return text.slice(start, i);
+  };
+  // An object ("k":v,...) or array (v,...); arrays whose elements are objects get sorted.
+  const group = (open: string, close: string, isArray: boolean): string => {
+    i++;
+    const parts: string[] = [];
+    while (i < text.length && text[i] !== close) {
+      if (text[i] === ",") { i++; continue; }
+      let part = value();
+      if (text[i] === ":") { i++; part += ":" + value(); }
+      parts.push(part);
+    }
+    i++;
+    if (isArray && parts.every((p) => p.startsWith("{"))) parts.sort();
+    return open + parts.join(",") + close;
+  };
+  let out = "";
+  while (i < text.length) out += "{[".includes(text[i] ?? "") ? value() : text[i++];
+  return out;
 }
 
 /** Waits until `cond` holds, polling every 50 ms; throws after timeoutMs. */

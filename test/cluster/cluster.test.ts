@@ -10,7 +10,7 @@ import { Cluster as ClusterSvc, KV, Lease } from "../../node/gen/etcdserverpb/rp
 import { GrpcCallError, GrpcConn } from "../harness/grpc.js";
 import { etcdBinaries } from "../harness/provision.js";
 import { freePort } from "../harness/ports.js";
-import { Cluster, eventually, type ClusterNode, type Impl } from "./cluster.js";
+import { Cluster, eventually, type ClusterNode, type Impl } from "../harness/launch.js";
 
 const enc = (s: string) => new Uint8Array(Buffer.from(s));
 const dec = (u: Uint8Array) => Buffer.from(u).toString();

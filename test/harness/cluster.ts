@@ -1,12 +1,14 @@
-// A "cluster" as the client suites see it: a list of client endpoints behind
-// which one implementation (real etcd, the judge, or ours) serves.
+// A "cluster" as the client suites and the Kubernetes scenario see it: a list
+// of client endpoints behind which one implementation (real etcd, the judge,
+// or ours) serves.
 //
-// The client suites (test/clients/) take only what this module gives them, so
-// that switching the harness from one member to several needs no change in a
-// suite: they connect to every endpoint of the list and never assume a single
-// member beyond what a case checks. ETCDTS_CLUSTER_SIZE chooses the size; the
-// harness only starts one-member clusters today (Raft replication is being
-// wired in), and refuses other sizes loudly rather than pretending.
+// The suites take only what this module gives them: they connect to every
+// endpoint of the list and never assume a single member beyond what a case
+// checks. The default is 3 members on 127.0.0.1 (ETCDTS_CLUSTER_SIZE or the
+// `size` option chooses another), started by the multi-member launcher
+// (launch.ts) with etcd's clustering flags, the same way for both
+// implementations. Leadership is then handed to the first member (MoveLeader),
+// so that outputs naming the leader line up between the two clusters.
 //
 // The judge is real etcd 3.6 from the reference toolchain (`npm run tools`,
 // .tools/bin/etcd; $ETCD36_BIN wins), not Debian's 3.4 that the older
@@ -14,33 +16,39 @@
 
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { startMember } from "./member.js";
-import type { Impl, Member } from "./member.js";
+import { Cluster as Processes, type ClusterNode, type Impl } from "./launch.js";
 import { banner, debianEtcd, isCI, oursAvailability, repoRoot } from "./provision.js";
 import type { Availability } from "./provision.js";
 
 export interface Cluster {
   readonly impl: Impl;
-  readonly members: readonly Member[];
+  /** The member processes, in endpoint order (kill9(), start(), logTail()). */
+  readonly members: readonly ClusterNode[];
   /** Client URLs, e.g. ["http://127.0.0.1:40123"], one per member. */
   readonly endpoints: readonly string[];
   /** Peer URLs, one per member. */
   readonly peerUrls: readonly string[];
   /** The same as host:port, for gRPC clients. */
   readonly grpcTargets: readonly string[];
+  /** The member every running member follows (waits for one, up to capMs). */
+  leader(capMs?: number): Promise<ClusterNode>;
+  /** Hands leadership to member i and waits until every running member follows it. */
+  moveLeader(i: number): Promise<void>;
+  /** Maintenance.Status of one member, or undefined if it does not answer. */
+  status(n: ClusterNode): ReturnType<Processes["status"]>;
   /** Stops every member and removes its temporary directories. */
   dispose(): Promise<void>;
 }
 
 export interface ClusterOptions {
-  /** Members (default: $ETCDTS_CLUSTER_SIZE, else 1). */
+  /** Members (default: $ETCDTS_CLUSTER_SIZE, else 3). */
   readonly size?: number;
   /** More etcd flags for every member. */
   readonly extraFlags?: readonly string[];
 }
 
 export function clusterSize(): number {
-  const raw = process.env["ETCDTS_CLUSTER_SIZE"] ?? "1";
+  const raw = process.env["ETCDTS_CLUSTER_SIZE"] ?? "3";
   const n = Number(raw);
   if (!Number.isInteger(n) || n < 1) throw new Error(`ETCDTS_CLUSTER_SIZE must be a positive integer, not ${JSON.stringify(raw)}`);
   return n;
@@ -87,29 +95,52 @@ export function referenceTools(): Availability<ReferenceTools> {
   return toolsCache;
 }
 
-/** Starts a cluster of `impl` (real etcd 3.6 or ours) and waits until every member is ready. */
+/**
+ * Starts a cluster of `impl` (real etcd 3.6 or ours) on free loopback ports,
+ * waits until every member follows one leader and has published its client
+ * URLs (launch.ts), then makes the first member the leader. A start that loses a port race ("address already in use") is
+ * retried on fresh ports.
+ */
 export async function startCluster(impl: Impl, opts: ClusterOptions = {}): Promise<Cluster> {
   const size = opts.size ?? clusterSize();
-  if (size !== 1) {
-    throw new Error(`startCluster: ${size}-member clusters are not in the harness yet (only 1); unset ETCDTS_CLUSTER_SIZE`);
+  // Only the server binary is needed here (the suites check their clients).
+  const binary = impl === "etcd" ? process.env["ETCD36_BIN"] || join(toolsBin(), "etcd") : undefined;
+  if (binary !== undefined && !existsSync(binary)) throw new Error(`startCluster: ${binary} does not exist (npm run tools)`);
+  const ours = oursAvailability();
+  if (impl === "ours" && !ours.ok) throw new Error(ours.reason);
+  let procs: Processes | undefined;
+  for (let attempt = 0; procs === undefined; attempt++) {
+    const specs = await Processes.specs(size);
+    try {
+      procs = await Processes.start(impl, specs, opts.extraFlags ?? [], binary === undefined ? {} : { binary });
+    } catch (e) {
+      if (attempt >= 2 || !/address already in use|EADDRINUSE/i.test(String(e))) throw e;
+    }
   }
-  const tools = referenceTools();
-  if (!tools.ok) throw new Error(tools.reason);
-  const m = await startMember({
-    impl,
-    name: "client-suite",
-    extraFlags: opts.extraFlags ?? [],
-    ...(impl === "etcd" ? { etcdBinary: tools.value.etcd36 } : {}),
-  });
-  const members = [m];
+  const p = procs;
+  const first = p.nodes[0];
+  if (first === undefined) throw new Error("startCluster: no members");
+  if (size > 1) {
+    try {
+      await p.moveLeader(first);
+    } catch (e) {
+      await p.dispose();
+      throw e;
+    }
+  }
   return {
     impl,
-    members,
-    endpoints: members.map((x) => x.clientUrl),
-    peerUrls: members.map((x) => x.peerUrl),
-    grpcTargets: members.map((x) => x.grpcTarget),
-    dispose: async () => {
-      await Promise.all(members.map((x) => x.dispose()));
+    members: p.nodes,
+    endpoints: p.nodes.map((n) => n.clientUrl),
+    peerUrls: p.nodes.map((n) => n.peerUrl),
+    grpcTargets: p.nodes.map((n) => n.target),
+    leader: (capMs?: number) => p.waitLeader(p.nodes.filter((n) => n.running), capMs),
+    moveLeader: async (i: number) => {
+      const to = p.nodes[i];
+      if (to === undefined) throw new Error(`moveLeader: no member ${i}`);
+      await p.moveLeader(to);
     },
+    status: (n: ClusterNode) => p.status(n),
+    dispose: () => p.dispose(),
   };
 }

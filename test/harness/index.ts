@@ -8,3 +8,4 @@ export type { TargetStatus } from "./targets.js";
 export { GrpcConn, GrpcCallError, methodPath } from "./grpc.js";
 export { startCluster, clusterSize, referenceTools, toolsBin } from "./cluster.js";
 export type { Cluster, ClusterOptions, ReferenceTools } from "./cluster.js";
+export { Cluster as Processes, ClusterNode, eventually } from "./launch.js";

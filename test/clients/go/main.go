@@ -31,6 +31,21 @@ const step = 20 * time.Second
 
 var failed bool
 
+// endpoints is the -endpoints list.
+var endpoints []string
+
+// clientOn is a client with the single endpoint i (mod the list's length).
+// etcd's STM reads serializably, every read after the first at the first
+// read's revision; a client with several endpoints balances those reads over
+// the members, and a member that has not applied that revision yet answers
+// ErrFutureRev (seen against a 3-member etcd 3.6). So each STM worker talks to
+// one member, and the workers are spread over all of them.
+func clientOn(i int) *clientv3.Client {
+	c, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoints[i%len(endpoints)]}, DialTimeout: 10 * time.Second, Logger: zap.NewNop()})
+	must(err, "clientv3.New")
+	return c
+}
+
 func out(format string, args ...any) { fmt.Printf(format+"\n", args...) }
 
 func check(ok bool, format string, args ...any) {
@@ -68,15 +83,15 @@ func ev(e *clientv3.Event) string {
 }
 
 func main() {
-	endpoints := flag.String("endpoints", "", "comma-separated client URLs")
+	endpointsFlag := flag.String("endpoints", "", "comma-separated client URLs")
 	flag.Parse()
-	if *endpoints == "" {
+	if *endpointsFlag == "" {
 		fmt.Fprintln(os.Stderr, "usage: clientsuite -endpoints URL[,URL...]")
 		os.Exit(2)
 	}
-	eps := strings.Split(*endpoints, ",")
+	endpoints = strings.Split(*endpointsFlag, ",")
 	newClient := func() *clientv3.Client {
-		c, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 10 * time.Second, Logger: zap.NewNop()})
+		c, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 10 * time.Second, Logger: zap.NewNop()})
 		must(err, "clientv3.New")
 		return c
 	}
@@ -88,6 +103,7 @@ func main() {
 		run  func(*clientv3.Client, func() *clientv3.Client)
 	}{
 		{"kv", kv}, {"txn", txn}, {"watch", watch}, {"progress", progress}, {"lease", lease},
+		{"lease across a leader change", leaseLeaderChange},
 		{"mutex", mutex}, {"election", election}, {"stm", stm},
 	} {
 		out("== %s", s.name)
@@ -341,6 +357,95 @@ func lease(cli *clientv3.Client, _ func() *clientv3.Client) {
 	check(c.Err() == nil, "lease of 1 s did not expire within %s", step)
 }
 
+// leaseLeaderChange keeps a lease alive with KeepAlive while leadership moves
+// to another member (Maintenance.MoveLeader, sent to the leader as etcdctl
+// does): the lease and its key must survive, and keepalives must keep coming
+// from the new leader for longer than the lease's TTL. Needs 2+ members.
+func leaseLeaderChange(cli *clientv3.Client, _ func() *clientv3.Client) {
+	c, cancel := context.WithTimeout(context.Background(), 3*step)
+	defer cancel()
+	eps := cli.Endpoints()
+	if len(eps) < 2 {
+		out("skipped: one endpoint, no other member to lead")
+		return
+	}
+	// Who leads, and which endpoint is it?
+	leaderEp, leaderID, otherID := "", uint64(0), uint64(0)
+	for _, ep := range eps {
+		st, err := cli.Status(c, ep)
+		must(err, "status "+ep)
+		if st.Header.MemberId == st.Leader {
+			leaderEp, leaderID = ep, st.Leader
+		} else if otherID == 0 {
+			otherID = st.Header.MemberId
+		}
+	}
+	check(leaderEp != "" && otherID != 0, "no leader and follower among %v", eps)
+	if leaderEp == "" || otherID == 0 {
+		return
+	}
+
+	const ttl = 3
+	g, err := cli.Grant(c, ttl)
+	must(err, "grant")
+	_, err = cli.Put(c, "ll/key", "v", clientv3.WithLease(g.ID))
+	must(err, "put with lease")
+	kctx, kcancel := context.WithCancel(c)
+	defer kcancel()
+	kch, err := cli.KeepAlive(kctx, g.ID)
+	must(err, "keepalive")
+	first, ok := <-kch
+	check(ok && first != nil, "keepalive channel closed before the leader change")
+	out("keepalive before the change: ttl=%d", ttl)
+
+	// MoveLeader must reach the current leader: a client on that endpoint only.
+	lcli, err := clientv3.New(clientv3.Config{Endpoints: []string{leaderEp}, DialTimeout: 10 * time.Second, Logger: zap.NewNop()})
+	must(err, "client to the leader")
+	_, err = lcli.MoveLeader(c, otherID)
+	lcli.Close()
+	must(err, "move leader")
+	for {
+		st, err := cli.Status(c, eps[0])
+		if err == nil && st.Leader != 0 && st.Leader != leaderID {
+			check(st.Leader == otherID, "leadership moved to %x, not to the requested %x", st.Leader, otherID)
+			break
+		}
+		if c.Err() != nil {
+			check(false, "leadership did not move within %s", 3*step)
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	out("leadership moved to the requested member")
+
+	// Keep receiving for three TTLs: the lease would have expired twice over without them.
+	after := 0
+	deadline := time.After(3 * ttl * time.Second)
+loop:
+	for {
+		select {
+		case r, ok := <-kch:
+			if !ok || r == nil {
+				check(false, "keepalive channel closed after the leader change (after %d renewals)", after)
+				break loop
+			}
+			after++
+		case <-deadline:
+			break loop
+		}
+	}
+	out("keepalives continue after the change: %t", after >= ttl)
+	gr, err := cli.Get(c, "ll/key")
+	must(err, "get")
+	out("key still attached to the lease: %t", len(gr.Kvs) == 1 && gr.Kvs[0].Lease == int64(g.ID))
+	t, err := cli.TimeToLive(c, g.ID)
+	must(err, "ttl")
+	out("timetolive: granted=%d alive=%t", t.GrantedTTL, t.TTL > 0)
+	kcancel()
+	_, err = cli.Revoke(c, g.ID)
+	must(err, "revoke")
+}
+
 func mutex(cli *clientv3.Client, newClient func() *clientv3.Client) {
 	c, cancel := ctx()
 	defer cancel()
@@ -481,7 +586,7 @@ func election(cli *clientv3.Client, newClient func() *clientv3.Client) {
 	must(e2.Resign(c), "resign 2")
 }
 
-func stm(cli *clientv3.Client, newClient func() *clientv3.Client) {
+func stm(cli *clientv3.Client, _ func() *clientv3.Client) {
 	c, cancel := ctx()
 	defer cancel()
 	for _, iso := range []struct {
@@ -499,7 +604,7 @@ func stm(cli *clientv3.Client, newClient func() *clientv3.Client) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				wcli := newClient()
+				wcli := clientOn(w)
 				defer wcli.Close()
 				for i := 0; i < each; i++ {
 					attempts := 0
@@ -537,8 +642,10 @@ func stm(cli *clientv3.Client, newClient func() *clientv3.Client) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			wcli := clientOn(w)
+			defer wcli.Close()
 			for i := 0; i < 5; i++ {
-				_, err := concurrency.NewSTM(cli, func(s concurrency.STM) error {
+				_, err := concurrency.NewSTM(wcli, func(s concurrency.STM) error {
 					var a, b int
 					fmt.Sscan(s.Get("stm/acct/a"), &a)
 					fmt.Sscan(s.Get("stm/acct/b"), &b)

@@ -3,16 +3,22 @@
 // --initial-cluster-token) on loopback ports, and stops them by PID. Every
 // process is SIGKILLed and every temporary directory removed when the test
 // process exits.
+//
+// This is the launcher for multi-member clusters on 127.0.0.1: the cluster
+// tests (test/cluster/) use it directly, and startCluster() (cluster.ts) wraps
+// it for the client suites and the Kubernetes scenario. The fault suite has
+// its own (members in network namespaces, test/faults/cluster.ts), and so has
+// the benchmark (test/bench/cluster.ts, CPU pinning and process statistics).
 
 import { spawn, type ChildProcess } from "node:child_process";
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { freePort } from "../harness/ports.js";
-import { etcdBinaries, oursMain, repoRoot } from "../harness/provision.js";
-import { GrpcConn } from "../harness/grpc.js";
-import { Maintenance } from "../../node/gen/etcdserverpb/rpc_pb.js";
+import { freePort } from "./ports.js";
+import { etcdBinaries, oursMain, repoRoot } from "./provision.js";
+import { GrpcConn } from "./grpc.js";
+import { Cluster as ClusterSvc, Maintenance } from "../../node/gen/etcdserverpb/rpc_pb.js";
 
 export type Impl = "etcd" | "ours";
 
@@ -55,6 +61,8 @@ export class ClusterNode {
     private readonly token: string,
     public state: "new" | "existing",
     private readonly extra: readonly string[],
+    /** For impl "etcd": the binary (default etcdBinaries(): $ETCD_BIN or the toolchain's 3.6). */
+    private readonly binary?: string,
   ) {
     this.dataDir = join(root, spec.name);
     this.logFile = join(root, `${spec.name}.log`);
@@ -72,6 +80,9 @@ export class ClusterNode {
   get running(): boolean {
     return this.child !== undefined && this.exitCode === undefined;
   }
+  get pid(): number | undefined {
+    return this.running ? this.child?.pid : undefined;
+  }
 
   start(): void {
     hook();
@@ -88,7 +99,9 @@ export class ClusterNode {
       ...this.extra,
     ];
     let file: string;
-    if (this.impl === "etcd") {
+    if (this.impl === "etcd" && this.binary !== undefined) {
+      file = this.binary;
+    } else if (this.impl === "etcd") {
       const b = etcdBinaries();
       if (!b.ok) throw new Error(b.reason);
       file = b.value.etcd;
@@ -150,12 +163,12 @@ export class Cluster {
   readonly root: string;
   readonly token: string;
 
-  private constructor(readonly impl: Impl, specs: NodeSpec[], extra: readonly string[], root?: string) {
-    this.root = root ?? mkdtempSync(join(tmpdir(), `etcdts-cluster-${impl}-`));
+  private constructor(readonly impl: Impl, specs: NodeSpec[], extra: readonly string[], private readonly binary: string | undefined) {
+    this.root = mkdtempSync(join(tmpdir(), `etcdts-cluster-${impl}-`));
     dirs.add(this.root);
     this.token = "cluster-test";
     const ic = specs.map((s) => `${s.name}=http://127.0.0.1:${s.peerPort}`).join(",");
-    for (const s of specs) this.nodes.push(new ClusterNode(impl, s, this.root, ic, this.token, "new", extra));
+    for (const s of specs) this.nodes.push(new ClusterNode(impl, s, this.root, ic, this.token, "new", extra, binary));
   }
 
   static async specs(n: number): Promise<NodeSpec[]> {
@@ -165,17 +178,23 @@ export class Cluster {
   }
 
   /** Starts n members on the given (or fresh) ports and waits until they agree on a leader. */
-  static async start(impl: Impl, specs: NodeSpec[], extra: readonly string[] = []): Promise<Cluster> {
-    const c = new Cluster(impl, specs, extra);
+  static async start(impl: Impl, specs: NodeSpec[], extra: readonly string[] = [], opts: { binary?: string; startTimeoutMs?: number } = {}): Promise<Cluster> {
+    const c = new Cluster(impl, specs, extra, opts.binary);
     for (const n of c.nodes) n.start();
-    await c.waitLeader(c.nodes);
+    try {
+      await c.waitLeader(c.nodes, opts.startTimeoutMs);
+      await c.waitPublished(c.nodes, opts.startTimeoutMs);
+    } catch (e) {
+      await c.dispose();
+      throw e;
+    }
     return c;
   }
 
   /** A member started later with --initial-cluster-state existing, after MemberAdd. */
   join(spec: NodeSpec, extra: readonly string[] = []): ClusterNode {
     const ic = [...this.nodes.filter((n) => n.running).map((n) => n.spec), spec].map((s) => `${s.name}=http://127.0.0.1:${s.peerPort}`).join(",");
-    const n = new ClusterNode(this.impl, spec, this.root, ic, this.token, "existing", extra);
+    const n = new ClusterNode(this.impl, spec, this.root, ic, this.token, "existing", extra, this.binary);
     this.nodes.push(n);
     n.start();
     return n;
@@ -207,6 +226,63 @@ export class Cluster {
       if (Date.now() > deadline) {
         throw new Error(`no common leader among ${among.map((n) => n.spec.name).join(",")}\n${among.map((n) => `--- ${n.spec.name}\n${n.logTail(10)}`).join("\n")}`);
       }
+      await sleep(200);
+    }
+  }
+
+  /**
+   * Polls until every given member lists every given member with its client
+   * URLs, i.e. each has published its attributes through Raft. etcd serves
+   * clients only once its own member has published; ours answers before
+   * (Status, reads), so without this wait a `member list` right after start
+   * can show a member without client URLs, for up to a request timeout when
+   * its publish proposal was dropped by a leader transfer.
+   */
+  async waitPublished(among: ClusterNode[], capMs = 60_000): Promise<void> {
+    const deadline = Date.now() + capMs;
+    const urls = new Set(among.map((n) => n.clientUrl));
+    for (;;) {
+      const views = await Promise.all(among.map(async (n) => {
+        const conn = new GrpcConn(n.target, { deadlineMs: 2000 });
+        try {
+          const r = await conn.unary(ClusterSvc.method.memberList, {});
+          return new Set(r.members.flatMap((m) => m.clientURLs));
+        } catch {
+          return new Set<string>();
+        } finally {
+          conn.close();
+        }
+      }));
+      if (views.every((v) => [...urls].every((u) => v.has(u)))) return;
+      if (Date.now() > deadline) {
+        throw new Error(`members did not all publish their client URLs: ${views.map((v) => [...v].join(",")).join(" | ")}`);
+      }
+      await sleep(100);
+    }
+  }
+
+  /**
+   * Hands leadership to `to` (Maintenance.MoveLeader, sent to the current
+   * leader as etcdctl does) and waits until every running member follows it.
+   */
+  async moveLeader(to: ClusterNode, capMs = 60_000): Promise<void> {
+    const running = this.nodes.filter((n) => n.running);
+    const deadline = Date.now() + capMs;
+    for (;;) {
+      const leader = await this.waitLeader(running, capMs);
+      if (leader === to) return;
+      const target = (await this.status(to))?.header?.memberId;
+      if (target !== undefined) {
+        const conn = new GrpcConn(leader.target, { deadlineMs: 10_000 });
+        try {
+          await conn.unary(Maintenance.method.moveLeader, { targetID: target });
+        } catch {
+          /* a leader change under way: look again */
+        } finally {
+          conn.close();
+        }
+      }
+      if (Date.now() > deadline) throw new Error(`leadership did not move to ${to.spec.name}`);
       await sleep(200);
     }
   }
