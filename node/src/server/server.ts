@@ -13,7 +13,7 @@
 // by every read that arrives meanwhile) and for the apply loop to reach it.
 
 import { create, fromBinary, toBinary, type Message, type MessageInitShape } from "@bufbuild/protobuf";
-import { mkdir, open as openFile, readFile, rename } from "node:fs/promises";
+import { mkdir, rm } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
@@ -41,7 +41,7 @@ import { Transport, idHex, type PeerHandler } from "../transport/index.js";
 import { AlarmStore, Applier, type ApplyResult } from "./applier.js";
 import { executeRange } from "./range.js";
 import { Metrics } from "./metrics.js";
-import { snapshotChunks, snapshotRecords } from "./snapshot.js";
+import { purgeSnapDbs, receiveSnapshotFile, restoreBackend, snapDbName, snapshotStream } from "./snapshot.js";
 import type { RaftLogStore } from "./raft_log.js";
 import { Wal } from "../wal/index.js";
 import { RaftNode, type Ticker } from "./raft_node.js";
@@ -289,6 +289,7 @@ export class EtcdServer {
         // before the backend was replaced: do it now, from the received file.
         await s.restoreFromFile(s.snapFile(snapIndex));
       }
+      await s.purgeSnapshots();
       // Raft learns the configuration before it applies the entries that carry it
       // (etcd's Bootstrap; on restart, from the membership saved with the data).
       const known = bootstrap ?? membership.list();
@@ -689,52 +690,46 @@ export class EtcdServer {
 
   // ---- snapshots from the leader ----
 
+  get snapDir(): string {
+    return join(this.opts.dataDir, "member", "snap");
+  }
+
   snapFile(index: bigint): string {
-    return join(this.opts.dataDir, "member", "snap", `${index.toString(16).padStart(16, "0")}.snap.db`);
-  }
-
-  /** What follows a MsgSnap to a follower: a dump of the whole backend (snapshot.ts format). */
-  private async *snapshotPayload(): AsyncGenerator<Uint8Array> {
-    const { chunks } = await snapshotChunks(this);
-    yield* chunks;
-  }
-
-  /** Stores a received backend dump durably before raft learns of the snapshot. */
-  private async receiveSnapshot(index: bigint, payload: AsyncIterable<Buffer>): Promise<void> {
-    const path = this.snapFile(index);
-    await mkdir(join(this.opts.dataDir, "member", "snap"), { recursive: true, mode: 0o700 });
-    const tmp = `${path}.tmp`;
-    const fh = await openFile(tmp, "w", 0o600);
-    try {
-      for await (const chunk of payload) await fh.write(chunk);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, path);
+    return join(this.snapDir, snapDbName(index));
   }
 
   /**
-   * Replaces this member's state with a received backend dump: one atomic
-   * backend write (everything deleted, the dump written, this member's identity
-   * kept), then the store, lessor, alarms and membership reload from it, and the
-   * applied index becomes the dump's consistent_index (entries up to it are
-   * skipped when raft delivers them).
+   * What follows a MsgSnap to a follower: the backend dump (snapshot.ts
+   * format), read from one LevelDB snapshot as the connection drains.
+   */
+  private async *snapshotPayload(): AsyncGenerator<Uint8Array> {
+    const { chunks } = await snapshotStream(this.backend);
+    yield* chunks;
+  }
+
+  /** Stores a received backend dump durably, checked as it arrives, before raft learns of the snapshot. */
+  private async receiveSnapshot(index: bigint, payload: AsyncIterable<Buffer>): Promise<void> {
+    await mkdir(this.snapDir, { recursive: true, mode: 0o700 });
+    const bytes = await receiveSnapshotFile(this.snapFile(index), payload);
+    this.opts.logger.info({ index: index.toString(), bytes }, "stored a snapshot from the leader");
+  }
+
+  /**
+   * Replaces this member's state with a received backend dump: a new backend
+   * is built from the file, record by record in batches, and swapped in (this
+   * member's identity kept); then the store, lessor, alarms and membership
+   * reload from it, and the applied index becomes the dump's consistent_index
+   * (entries up to it are skipped when raft delivers them). The file is deleted
+   * once the new backend is in place.
    */
   async restoreFromFile(path: string): Promise<void> {
     if (!existsSync(path)) throw new Error(`snapshot file ${path} is missing`);
     await this.withApplyLock(async () => {
-      const buf = await readFile(path);
-      const records = [...snapshotRecords(buf, path)]; // validates the whole body before anything is deleted
-      const keep = new Set([metaKey("member_id").toString("hex"), metaKey("cluster_id").toString("hex")]);
-      const ops: BatchOp[] = [];
-      for await (const [k] of this.backend.range(Buffer.from([0x00]), Buffer.from([0xff]))) {
-        if (!keep.has(k.toString("hex"))) ops.push({ type: "del", key: k });
-      }
-      for (const [key, value] of records) {
-        if (!keep.has(key.toString("hex"))) ops.push({ type: "put", key: Buffer.from(key), value: Buffer.from(value) });
-      }
-      await this.backend.write(ops, true);
+      const fixed: BatchOp[] = [
+        { type: "put", key: metaKey("member_id"), value: uint64(this.memberId) },
+        { type: "put", key: metaKey("cluster_id"), value: uint64(this.clusterId) },
+      ];
+      const { records, bytes } = await restoreBackend(this.backend, path, fixed);
       await this.store.reload();
       this.lessor.clear();
       await this.lessor.restore(this.backend, this.store.leasedKeys());
@@ -753,9 +748,21 @@ export class EtcdServer {
       for (const id of this.transport.peerIds()) if (this.membership.get(id) === undefined) this.transport.removePeer(id);
       this.appliedIndex = (await this.backend.getMetaInt("consistent_index")) ?? this.appliedIndex;
       this.hub.resyncAll();
-      this.opts.logger.info({ appliedIndex: this.appliedIndex.toString(), revision: this.store.currentRev.toString() }, "restored the backend from a leader snapshot");
+      await this.refreshSize();
+      this.opts.logger.info(
+        { appliedIndex: this.appliedIndex.toString(), revision: this.store.currentRev.toString(), records, bytes },
+        "restored the backend from a leader snapshot",
+      );
+      await rm(path, { force: true });
+      await this.purgeSnapshots();
     });
     this.checkReads();
+  }
+
+  /** Deletes received snapshot files already applied, and unfinished receives. */
+  private async purgeSnapshots(): Promise<void> {
+    const gone = await purgeSnapDbs(this.snapDir, this.appliedIndex);
+    if (gone.length > 0) this.opts.logger.info({ files: gone.join(",") }, "deleted applied snapshot files");
   }
 
   // ---- membership ----
