@@ -158,6 +158,55 @@ for (const impl of impls()) {
     });
   });
 
+  test(`${impl}: MemberRemove keeps an active quorum (etcd's mayRemoveMember); a removed ID is "member not found" and a removed member is refused`, async () => {
+    await withCluster(impl, async (c) => {
+      const leader = await c.waitLeader(c.nodes);
+      const [f1, f2] = c.nodes.filter((n) => n !== leader) as [ClusterNode, ClusterNode];
+      const cf = conn(f1);
+      const id = async (n: ClusterNode) => (await c.status(n))!.header!.memberId;
+      const leaderId = await id(leader);
+      const f2Id = await id(f2);
+      await f2.kill9();
+      // f1 is asked to remove the leader while f2 is down: of the two voters that
+      // would remain, only f1 itself is connected — not a quorum.
+      await assert.rejects(cf.unary(ClusterSvc.method.memberRemove, { ID: leaderId }), (e: GrpcCallError) => {
+        assert.equal(e.details, "etcdserver: unhealthy cluster");
+        assert.equal(e.code, 14); // Unavailable
+        return true;
+      });
+      // A member that is down is not part of the active quorum: removing it is allowed.
+      // (Retried while f1 still counts f2's link as up, right after the kill.)
+      const rm = await eventually("the removal of the downed member", async () => {
+        try {
+          return await cf.unary(ClusterSvc.method.memberRemove, { ID: f2Id });
+        } catch (e) {
+          if (e instanceof GrpcCallError && e.details === "etcdserver: unhealthy cluster") return undefined;
+          throw e;
+        }
+      });
+      assert.deepEqual(rm.members.map((m) => m.ID).sort(), [leaderId, await id(f1)].sort());
+      // Its ID is gone for good: etcd answers ErrIDRemoved as "member not found".
+      for (const [what, call] of [
+        ["remove", () => cf.unary(ClusterSvc.method.memberRemove, { ID: f2Id })],
+        ["update", () => cf.unary(ClusterSvc.method.memberUpdate, { ID: f2Id, peerURLs: ["http://127.0.0.1:1"] })],
+        ["promote", () => cf.unary(ClusterSvc.method.memberPromote, { ID: f2Id })],
+      ] as const) {
+        await assert.rejects(call(), (e: GrpcCallError) => {
+          assert.equal(e.details, "etcdserver: member not found", what);
+          return true;
+        });
+      }
+      // The removed member comes back with its data: the peers refuse it, it says why and stops.
+      f2.start();
+      await eventually("the removed member to stop", async () => (f2.running ? undefined : true), 60_000);
+      assert.match(f2.logTail(200), /the member has been permanently removed from the cluster/);
+      // The two that remain serve.
+      await cf.unary(KV.method.put, { key: enc("after"), value: enc("remove") });
+      const r = await conn(leader).unary(KV.method.range, { key: enc("after") });
+      assert.equal(dec(r.kvs[0]!.value), "remove");
+    });
+  });
+
   test(`${impl}: leases — granted and kept alive through a follower, they survive the leader's death`, async () => {
     await withCluster(impl, async (c) => {
       const leader = await c.waitLeader(c.nodes);

@@ -58,9 +58,10 @@ export interface StateMachine {
    * Applies committed entries, in order, and resolves when they are applied
    * (the backend write done). Conf change entries are included; the driver
    * applies them to raft afterwards, in order, and the state machine updates
-   * membership from them.
+   * membership from them. It may resolve with the indexes of conf changes it
+   * refused (etcd's ValidateConfigurationChange): raft applies those as no-ops.
    */
-  apply(entries: readonly Entry[]): Promise<void>;
+  apply(entries: readonly Entry[]): Promise<void | ReadonlySet<bigint>>;
   /** Confirmed reads; serve each once applied >= index. */
   readStates(rs: readonly ReadState[]): void;
   /** Leader or role changed. */
@@ -284,11 +285,12 @@ export class RaftNode {
         if (rd.softState !== undefined) this.o.sm.softState(rd.softState, this.rn.raft.term);
         if (rd.readStates.length > 0) this.o.sm.readStates(rd.readStates);
         if (rd.committedEntries.length > 0) {
-          await this.o.sm.apply(rd.committedEntries);
+          const refused = await this.o.sm.apply(rd.committedEntries);
           // ---- crash boundary B: applied entries are in the backend with consistent_index ----
           for (const e of rd.committedEntries) {
             if (e.type !== "confChange") continue;
-            const cc = Raft.confChangeOf(e);
+            let cc = Raft.confChangeOf(e);
+            if (refused?.has(e.index) === true) cc = { ...cc, nodeId: 0n }; // etcd's "NodeID = None": a no-op for raft
             const cs = this.rn.applyConfChange(cc);
             this.o.sm.confState?.(cs, cc);
           }

@@ -458,26 +458,41 @@ export class EtcdServer {
   }
 
   /** The state machine: applies committed entries in order (called by the raft loop). */
-  private applyEntries(entries: readonly Entry[]): Promise<void> {
+  private applyEntries(entries: readonly Entry[]): Promise<ReadonlySet<bigint>> {
     return this.withApplyLock(async () => {
       const ops: BatchOp[] = [];
       const results: [Waiter, ApplyResult][] = [];
       const compactions: ApplyResult[] = [];
-      const ccDone: [(err?: Error) => void][] = [];
+      const ccDone: [(err?: Error) => void, EtcdError | undefined][] = [];
+      const refused = new Set<bigint>();
       let applied = 0;
       let removedSelf = false;
       for (const e of entries) {
         // Exactly once: what the backend already has (consistent_index) is skipped.
-        if (e.index <= this.appliedIndex) continue;
+        if (e.index <= this.appliedIndex) {
+          // Raft re-learns these conf changes; one that re-adds a removed ID was
+          // refused when first applied (see validateConfChange) and stays a no-op.
+          if (e.type === "confChange") {
+            const cc = Raft.confChangeOf(e);
+            if ((cc.type === "addNode" || cc.type === "addLearnerNode") && this.membership.removed.has(cc.nodeId)) refused.add(e.index);
+          }
+          continue;
+        }
         if (e.type === "confChange") {
           const cc = Raft.confChangeOf(e);
           const ctx = decodeCcContext(cc.context);
-          if (this.applyMembership(cc, ctx?.member)) removedSelf = true;
-          ops.push(this.membership.saveOp());
+          const err = this.validateConfChange(cc, ctx?.member);
+          if (err !== undefined) {
+            refused.add(e.index);
+            this.opts.logger.warn({ type: cc.type, id: idHex(cc.nodeId), err: err.message }, "refused a committed membership change");
+          } else {
+            if (this.applyMembership(cc, ctx?.member)) removedSelf = true;
+            ops.push(this.membership.saveOp());
+          }
           const w = ctx !== undefined ? this.ccWaiters.get(ctx.reqId) : undefined;
           if (w !== undefined && ctx !== undefined) {
             this.ccWaiters.delete(ctx.reqId);
-            ccDone.push([w]);
+            ccDone.push([w, err]);
           }
         } else if (e.data.length > 0) {
           const req = fromBinary(InternalRequestSchema, e.data);
@@ -516,10 +531,38 @@ export class EtcdServer {
         (r as ApplyResult & { physical?: Promise<void> }).physical = done;
       }
       for (const [w, r] of results) w(r);
-      for (const [w] of ccDone) w();
+      for (const [w, err] of ccDone) w(err);
       this.checkReads();
       if (removedSelf) setImmediate(() => this.onRemovedFromCluster());
+      return refused;
     });
+  }
+
+  /**
+   * etcd's ValidateConfigurationChange, when a change is applied: one that no
+   * longer fits the membership (checks at proposal time can race) is refused,
+   * its proposer gets the error, and raft applies it as a no-op. etcd answers
+   * ErrIDRemoved ("membership: ID removed") as "etcdserver: member not found".
+   */
+  private validateConfChange(cc: ConfChange, m: MemberInfo | undefined): EtcdError | undefined {
+    const id = cc.nodeId;
+    if (this.membership.removed.has(id)) return Errors.MemberNotFound;
+    const cur = this.membership.get(id);
+    const urlTaken = (urls: readonly string[]) => this.membership.list().some((o) => o.id !== id && o.peerURLs.some((u) => urls.includes(u)));
+    switch (cc.type) {
+      case "addNode":
+      case "addLearnerNode":
+        if (cur !== undefined) return cur.isLearner && cc.type === "addNode" ? undefined : Errors.MemberExist; // a learner's promotion, or a duplicate
+        if (m !== undefined && urlTaken(m.peerURLs)) return Errors.PeerURLExist;
+        if (cc.type === "addLearnerNode" && this.membership.learnerCount() + 1 > (this.opts.maxLearners ?? 1)) return Errors.TooManyLearners;
+        return undefined;
+      case "removeNode":
+        return cur === undefined ? Errors.MemberNotFound : undefined;
+      case "updateNode":
+        if (cur === undefined) return Errors.MemberNotFound;
+        if (m !== undefined && urlTaken(m.peerURLs)) return Errors.PeerURLExist;
+        return undefined;
+    }
   }
 
   /** Applies one membership change to the membership and the transport. Returns true if it removed this member. */
@@ -828,6 +871,8 @@ export class EtcdServer {
     if (this.strict() && !this.connectedToAllVotersSince(Date.now() - HEALTH_INTERVAL_MS)) throw Errors.Unhealthy;
     const id = memberIdFrom(peerURLs, this.opts.initialClusterToken, Math.floor(Date.now() / 1000));
     if (this.membership.get(id) !== undefined) throw Errors.MemberExist;
+    // etcd refuses a removed ID when the change is applied (ErrIDRemoved, answered as "member not found"); say it at once.
+    if (this.membership.removed.has(id)) throw Errors.MemberNotFound;
     const m: MemberInfo = { id, name: "", peerURLs: [...peerURLs], clientURLs: [], isLearner };
     await this.proposeConfChange({ type: isLearner ? "addLearnerNode" : "addNode", nodeId: id }, m);
     return m;
@@ -842,11 +887,40 @@ export class EtcdServer {
     return true;
   }
 
+  /**
+   * etcd's RemoveMember with mayRemoveMember (strict reconfig check): removing a
+   * voter needs a quorum of the remaining voters started ("not enough started
+   * members") and, unless the member is down already, a quorum of them
+   * connected to this member for the last health interval once it is gone
+   * ("unhealthy cluster"). A learner is removed without checks. A removed or
+   * unknown ID is "member not found" (etcd's ErrIDRemoved and ErrIDNotFound).
+   */
   async removeMember(id: bigint): Promise<void> {
     const m = this.membership.get(id);
     if (m === undefined) throw Errors.MemberNotFound;
-    if (!m.isLearner && this.strict() && !this.readyToRemoveVoter(id)) throw Errors.MemberNotEnoughStarted;
+    if (!m.isLearner && this.strict()) {
+      if (!this.readyToRemoveVoter(id)) throw Errors.MemberNotEnoughStarted;
+      const down = id !== this.memberId && this.transport.activeSince(id) === undefined;
+      if (!down) {
+        const voters = this.membership.list().filter((v) => !v.isLearner);
+        const active = this.votersConnectedSince(Date.now() - HEALTH_INTERVAL_MS, voters);
+        if (active - 1 < 1 + Math.floor((voters.length - 1) / 2)) throw Errors.Unhealthy;
+      }
+    }
     await this.proposeConfChange({ type: "removeNode", nodeId: id }, m);
+  }
+
+  /** etcd's numConnectedSince: this member plus the voters whose link has been up since `since`. */
+  private votersConnectedSince(since: number, voters: readonly MemberInfo[]): number {
+    let n = 0;
+    for (const v of voters) {
+      if (v.id === this.memberId) n++;
+      else {
+        const t = this.transport.activeSince(v.id);
+        if (t !== undefined && t < since) n++;
+      }
+    }
+    return n;
   }
 
   async updateMember(id: bigint, peerURLs: string[]): Promise<void> {
