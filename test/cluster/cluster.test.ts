@@ -5,8 +5,10 @@
 // membership changes (learner add, join, promote, remove).
 
 import assert from "node:assert/strict";
+import { readFileSync, readdirSync } from "node:fs";
+import { join } from "node:path";
 import { after, test } from "node:test";
-import { Cluster as ClusterSvc, KV, Lease } from "../../node/gen/etcdserverpb/rpc_pb.js";
+import { Cluster as ClusterSvc, KV, Lease, Maintenance } from "../../node/gen/etcdserverpb/rpc_pb.js";
 import { GrpcCallError, GrpcConn } from "../harness/grpc.js";
 import { etcdBinaries } from "../harness/provision.js";
 import { freePort } from "../harness/ports.js";
@@ -315,6 +317,53 @@ for (const impl of impls()) {
           const x = await cb.unary(KV.method.range, { key: enc("from-b"), serializable: true });
           return x.kvs.length === 1 ? true : undefined;
         });
+      } catch (e) {
+        throw new Error(`${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n${c.nodes.map((n) => `--- ${n.spec.name}\n${n.logTail(15)}`).join("\n")}`);
+      } finally {
+        await c.dispose();
+      }
+    });
+
+    test(`${impl}: a ~30 MB snapshot streams to a follower over the peer port and restores into an equal store (HashKV); the follower's peak RSS is reported`, async (t) => {
+      const c = await Cluster.start(impl, await Cluster.specs(3), ["--snapshot-count", "40", "--snapshot-catchup-entries", "5"]);
+      clusters.push(c);
+      try {
+        const leader = await c.waitLeader(c.nodes);
+        const b = c.nodes.find((n) => n !== leader)!;
+        await b.kill9();
+        const cl = conn(leader);
+        // 16 keys rewritten 40 times with 48 KiB values: ~30 MB of history, 16 live values.
+        for (let i = 0; i < 40; i++) {
+          await Promise.all(
+            Array.from({ length: 16 }, (_, k) => cl.unary(KV.method.put, { key: enc(`big/${k}`), value: new Uint8Array(48 * 1024).fill((k * 40 + i) % 251) })),
+          );
+        }
+        const want = await cl.unary(KV.method.range, { key: enc("big/"), rangeEnd: enc("big0"), countOnly: true });
+        const rev = want.header!.revision;
+        b.start();
+        const cb = conn(b);
+        await eventually("b to catch up", async () => {
+          const r = await cb.unary(KV.method.range, { key: enc("big/"), rangeEnd: enc("big0"), serializable: true, countOnly: true });
+          return r.header!.revision >= rev ? true : undefined;
+        });
+        assert.match(b.logTail(400), /restored the backend from a leader snapshot/, "b caught up through the snapshot path");
+        const hl = await cl.unary(Maintenance.method.hashKV, { revision: rev });
+        const hb = await cb.unary(Maintenance.method.hashKV, { revision: rev });
+        assert.equal(hb.hash, hl.hash, "HashKV of the restored follower equals the leader's");
+        assert.equal(hb.compactRevision, hl.compactRevision);
+        const restored = b.logTail(400).split("\n").find((l) => l.includes("restored the backend from a leader snapshot"))!;
+        const bytes = Number((JSON.parse(restored) as { bytes?: number }).bytes ?? 0);
+        assert.ok(bytes > 25 * 1024 * 1024, `the snapshot was ${bytes} bytes`);
+        assert.deepEqual(readdirSync(join(b.dataDir, "member", "snap")), [], "the applied snapshot file is deleted");
+        assert.deepEqual(readdirSync(join(b.dataDir, "member")).sort(), ["snap", "store", "wal"]);
+        const kb = (pid: number | undefined, field: string) =>
+          Number(/\d+/.exec(readFileSync(`/proc/${pid}/status`, "utf8").split("\n").find((l) => l.startsWith(field)) ?? "")?.[0] ?? NaN);
+        const mb = (k: number) => `${(k / 1024).toFixed(0)} MB`;
+        const other = c.nodes.find((n) => n !== leader && n !== b)!;
+        t.diagnostic(
+          `snapshot ${(bytes / 1024 / 1024).toFixed(1)} MB; peak RSS (VmHWM): restored follower ${mb(kb(b.child?.pid, "VmHWM"))}, ` +
+            `follower that applied the same writes as entries ${mb(kb(other.child?.pid, "VmHWM"))}, leader ${mb(kb(leader.child?.pid, "VmHWM"))}`,
+        );
       } catch (e) {
         throw new Error(`${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n${c.nodes.map((n) => `--- ${n.spec.name}\n${n.logTail(15)}`).join("\n")}`);
       } finally {
