@@ -8,7 +8,8 @@ import assert from "node:assert/strict";
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { Cluster as ClusterSvc, KV, Lease, Maintenance } from "../../node/gen/etcdserverpb/rpc_pb.js";
+import { create } from "@bufbuild/protobuf";
+import { Cluster as ClusterSvc, KV, Lease, Maintenance, Watch, WatchRequestSchema, type WatchResponse } from "../../node/gen/etcdserverpb/rpc_pb.js";
 import { GrpcCallError, GrpcConn } from "../harness/grpc.js";
 import { etcdBinaries } from "../harness/provision.js";
 import { freePort } from "../harness/ports.js";
@@ -206,6 +207,87 @@ for (const impl of impls()) {
       await cf.unary(KV.method.put, { key: enc("after"), value: enc("remove") });
       const r = await conn(leader).unary(KV.method.range, { key: enc("after") });
       assert.equal(dec(r.kvs[0]!.value), "remove");
+    });
+  });
+
+  test(`${impl}: watches on a follower and on the leader see every event exactly once and in order while MoveLeader moves the leader twice under writes`, async (t) => {
+    await withCluster(impl, async (c) => {
+      const leader = await c.waitLeader(c.nodes);
+      const [f1, f2] = c.nodes.filter((n) => n !== leader) as [ClusterNode, ClusterNode];
+      const idOf = async (n: ClusterNode) => (await c.status(n))!.header!.memberId;
+      const cw = conn(f2); // the writer talks to f2 throughout (a follower, then the leader)
+      const first = await cw.unary(KV.method.put, { key: enc("w/start"), value: enc("0") });
+      const start = first.header!.revision + 1n;
+      type Ev = { key: string; value: string; rev: bigint; type: number };
+      const open = (n: ClusterNode, from: bigint) => {
+        const s = conn(n).bidi(Watch.method.watch);
+        const w = { events: [] as Ev[], created: false, problem: undefined as string | undefined, close: () => s.cancel() };
+        s.on("data", (r: WatchResponse) => {
+          if (r.created) w.created = true;
+          if (r.canceled) w.problem = `canceled: ${r.cancelReason}`;
+          for (const e of r.events) w.events.push({ key: dec(e.kv!.key), value: dec(e.kv!.value), rev: e.kv!.modRevision, type: e.type });
+        });
+        s.on("error", (e: { code?: number; details?: string }) => {
+          if (e.code !== 1) w.problem ??= `stream error ${e.code}: ${e.details}`; // 1: cancelled by us
+        });
+        s.write(create(WatchRequestSchema, { requestUnion: { case: "createRequest", value: { key: enc("w/"), rangeEnd: enc("w0"), startRevision: from } } }));
+        return w;
+      };
+      const onFollower = open(f1, start);
+      const onLeader = open(leader, start);
+      await eventually("both watches to be created", async () => (onFollower.created && onLeader.created ? true : undefined));
+
+      const N = 300;
+      const acked = new Map<bigint, string>();
+      const retried: string[] = [];
+      const transient = (e: unknown) =>
+        e instanceof GrpcCallError &&
+        /leader changed|request timed out|no leader|context deadline exceeded|not leader|stopped/.test(e.details);
+      const writer = async () => {
+        for (let i = 0; i < N; i++) {
+          for (;;) {
+            try {
+              const r = await cw.unary(KV.method.put, { key: enc(`w/${i}`), value: enc(`v${i}`) });
+              acked.set(r.header!.revision, `w/${i}=v${i}`);
+              break;
+            } catch (e) {
+              if (!transient(e)) throw e;
+              retried.push((e as GrpcCallError).details); // may have applied: then the key appears twice in the history
+            }
+          }
+        }
+      };
+      const moves: string[] = [];
+      const mover = async () => {
+        let lead = leader;
+        for (const [at, to] of [[N / 3, f1], [(2 * N) / 3, f2]] as const) {
+          await eventually(`${at} writes`, async () => (acked.size >= at ? true : undefined));
+          await conn(lead).unary(Maintenance.method.moveLeader, { targetID: await idOf(to) });
+          lead = to;
+          moves.push(`${at}: -> ${to.spec.name}`);
+        }
+      };
+      await Promise.all([writer(), mover()]);
+      assert.equal((await c.waitLeader(c.nodes)).spec.name, f2.spec.name, "the leader moved twice, to f2");
+      const end = [...acked.keys()].reduce((a, b) => (a > b ? a : b));
+      for (const [name, w] of [["on the first follower", onFollower], ["on the first leader", onLeader]] as const) {
+        await eventually(`the watch ${name} to reach revision ${end}`, async () => (w.problem !== undefined || w.events.at(-1)?.rev === end ? true : undefined));
+        assert.equal(w.problem, undefined, name);
+        // Every revision from the start exactly once, in order: nothing else writes, so no gap either.
+        assert.deepEqual(
+          w.events.map((e) => e.rev),
+          Array.from({ length: Number(end - start + 1n) }, (_, i) => start + BigInt(i)),
+          `revisions seen ${name}`,
+        );
+        for (const [rev, kv] of acked) assert.equal(`${w.events[Number(rev - start)]!.key}=${w.events[Number(rev - start)]!.value}`, kv, `${name}: revision ${rev}`);
+      }
+      // And they are the history itself: a watch opened afterwards from the same revision replays the same events.
+      const replay = open(f1, start);
+      await eventually("the replay", async () => (replay.problem !== undefined || replay.events.at(-1)?.rev === end ? true : undefined));
+      assert.deepEqual(onFollower.events, replay.events);
+      assert.deepEqual(onLeader.events, replay.events);
+      for (const w of [onFollower, onLeader, replay]) w.close();
+      t.diagnostic(`${impl}: ${acked.size} writes, revisions ${start}..${end}, moves ${moves.join(", ")}, transient errors retried: ${retried.length}`);
     });
   });
 
