@@ -258,8 +258,18 @@ export class Backend {
 
   /** Bytes the database occupies on disk (all files in its directory). */
   async sizeOnDisk(): Promise<bigint> {
+    await this.enter(); // the directory is renamed away during swapIn
+    try {
+      return await this.sizeOf(() => true);
+    } finally {
+      this.leave();
+    }
+  }
+
+  private async sizeOf(want: (name: string) => boolean): Promise<bigint> {
     let total = 0n;
     for (const name of await readdir(this.dir)) {
+      if (!want(name)) continue;
       try {
         total += BigInt((await stat(join(this.dir, name))).size);
       } catch {
@@ -275,16 +285,12 @@ export class Backend {
    * this excludes only its bookkeeping files (LOG, MANIFEST, LOCK, CURRENT).
    */
   async sizeInUse(): Promise<bigint> {
-    let total = 0n;
-    for (const name of await readdir(this.dir)) {
-      if (!name.endsWith(".ldb") && !name.endsWith(".sst") && !name.endsWith(".log")) continue;
-      try {
-        total += BigInt((await stat(join(this.dir, name))).size);
-      } catch {
-        // removed by a concurrent LevelDB compaction
-      }
+    await this.enter();
+    try {
+      return await this.sizeOf((name) => name.endsWith(".ldb") || name.endsWith(".sst") || name.endsWith(".log"));
+    } finally {
+      this.leave();
     }
-    return total;
   }
 
   /** Rewrites the whole key space, dropping deleted data: etcd's "defragment". */

@@ -772,6 +772,8 @@ export class EtcdServer {
         { type: "put", key: metaKey("member_id"), value: uint64(this.memberId) },
         { type: "put", key: metaKey("cluster_id"), value: uint64(this.clusterId) },
       ];
+      // A physical compaction still running would write into the new backend.
+      await this.store.compactionDone().catch(() => undefined);
       const { records, bytes } = await restoreBackend(this.backend, path, fixed);
       await this.store.reload();
       this.lessor.clear();
