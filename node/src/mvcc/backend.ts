@@ -168,9 +168,16 @@ export class Backend {
     }
   }
 
-  private async enter(): Promise<void> {
-    while (this.swapping !== undefined) await this.swapping;
-    this.active++;
+  /** Counts an operation in; waits only while a swap runs (undefined otherwise, so the hot path takes no extra tick). */
+  private enter(): Promise<void> | undefined {
+    if (this.swapping === undefined) {
+      this.active++;
+      return undefined;
+    }
+    return (async () => {
+      while (this.swapping !== undefined) await this.swapping;
+      this.active++;
+    })();
   }
 
   private leave(): void {
@@ -183,7 +190,8 @@ export class Backend {
   }
 
   async get(key: Buffer): Promise<Buffer | undefined> {
-    await this.enter();
+    const wait = this.enter();
+    if (wait !== undefined) await wait;
     try {
       const v = await this.db.get(key);
       return v ?? undefined;
@@ -194,7 +202,8 @@ export class Backend {
 
   async getMany(keys: Buffer[]): Promise<(Buffer | undefined)[]> {
     if (keys.length === 0) return [];
-    await this.enter();
+    const wait = this.enter();
+    if (wait !== undefined) await wait;
     try {
       const vs = await this.db.getMany(keys);
       return vs.map((v) => v ?? undefined);
@@ -211,7 +220,8 @@ export class Backend {
   /** One atomic batch; with sync it is on disk when the promise resolves. */
   async write(ops: BatchOp[], sync: boolean): Promise<void> {
     if (ops.length === 0) return;
-    await this.enter();
+    const wait = this.enter();
+    if (wait !== undefined) await wait;
     try {
       await this.db.batch(ops, { sync });
     } finally {
