@@ -552,7 +552,13 @@ export class EtcdServer {
     switch (cc.type) {
       case "addNode":
       case "addLearnerNode":
-        if (cur !== undefined) return cur.isLearner && cc.type === "addNode" ? undefined : Errors.MemberExist; // a learner's promotion, or a duplicate
+        if (cur !== undefined) {
+          // An addNode for a known member is a promotion (IDs carry a timestamp, so a
+          // duplicate add is not one): fine for a learner; for a voter it is a second
+          // promotion, which etcd refuses with ErrMemberNotLearner.
+          if (cc.type === "addNode") return cur.isLearner ? undefined : Errors.MemberNotLearner;
+          return Errors.MemberExist;
+        }
         if (m !== undefined && urlTaken(m.peerURLs)) return Errors.PeerURLExist;
         if (cc.type === "addLearnerNode" && this.membership.learnerCount() + 1 > (this.opts.maxLearners ?? 1)) return Errors.TooManyLearners;
         return undefined;
