@@ -120,14 +120,17 @@ export class Backend {
     const next = `${this.dir}.restore`;
     await rm(next, { recursive: true, force: true });
     const db = await openDb(next);
+    let ok = false;
     try {
       await fill(async (ops) => {
         if (ops.length > 0) await db.batch(ops, { sync: false });
       });
       // One synced write flushes LevelDB's log with everything before it.
       await db.batch([{ type: "put", key: metaKey("restore_sync"), value: Buffer.alloc(0) }, { type: "del", key: metaKey("restore_sync") }], { sync: true });
+      ok = true;
     } finally {
       await db.close();
+      if (!ok) await rm(next, { recursive: true, force: true });
     }
   }
 

@@ -137,6 +137,7 @@ test("a bad snapshot file is refused and the backend is left as it was; a crash 
     await writeFile(join(root, "cut.snap.db"), whole.subarray(0, whole.length - 1));
     await assert.rejects(restoreBackend(b, join(root, "cut.snap.db"), []), /cut short/);
     assert.equal((await b.get(metaKey("x")))!.toString(), "old");
+    assert.equal(existsSync(`${dir}.restore`), false, "the unfinished build is deleted");
     // A file written by receiveSnapshotFile from a cut stream is refused and leaves nothing.
     await assert.rejects(
       receiveSnapshotFile(join(root, "r.snap.db"), (async function* () {
