@@ -289,7 +289,7 @@ export class EtcdServer {
         // before the backend was replaced: do it now, from the received file.
         await s.restoreFromFile(s.snapFile(snapIndex));
       }
-      await s.purgeSnapshots();
+      await s.purgeSnapshots(true);
       // Raft learns the configuration before it applies the entries that carry it
       // (etcd's Bootstrap; on restart, from the membership saved with the data).
       const known = bootstrap ?? membership.list();
@@ -810,10 +810,14 @@ export class EtcdServer {
     this.checkReads();
   }
 
-  /** Deletes received snapshot files already applied, and unfinished receives. */
-  private async purgeSnapshots(): Promise<void> {
-    const gone = await purgeSnapDbs(this.snapDir, this.appliedIndex);
-    if (gone.length > 0) this.opts.logger.info({ files: gone.join(",") }, "deleted applied snapshot files");
+  /**
+   * Deletes received snapshot files at or below the applied index (applied, or
+   * refused by raft as stale); `leftovers` also deletes unfinished receives,
+   * only safe while the peer port is not serving (at start).
+   */
+  private async purgeSnapshots(leftovers = false): Promise<void> {
+    const gone = await purgeSnapDbs(this.snapDir, this.appliedIndex, { leftovers });
+    if (gone.length > 0) this.opts.logger.info({ files: gone.join(",") }, "deleted applied or obsolete snapshot files");
   }
 
   // ---- membership ----
@@ -1171,6 +1175,9 @@ export class EtcdServer {
     };
     every(500, () => this.revokeExpired());
     every(1000, () => void this.refreshSize().catch(() => undefined));
+    // etcd purges snapshot files every 30 s (purgeFileInterval); here that catches a
+    // received snapshot raft refused as stale (an applied one is deleted at once).
+    every(30_000, () => void this.purgeSnapshots().catch((err: unknown) => this.opts.logger.warn({ err }, "failed to purge snapshot files")));
     this.metrics.quota.set(Number(this.quota));
     this.startAutoCompaction(every);
   }

@@ -303,12 +303,14 @@ export function snapDbName(index: bigint): string {
 }
 
 /**
- * Deletes received snapshot files that are applied (index <= applied) and
- * leftovers of interrupted receives (`.tmp`). etcd renames a received
- * `.snap.db` into place as its backend, so it is gone once applied; ours is
- * copied into the backend, so it is deleted instead. Returns the names removed.
+ * Deletes received snapshot files that are applied or obsolete (index <=
+ * applied: raft never restores one at or below what is applied) and, with
+ * `leftovers` (at start, before the peer port listens), the `.tmp` files of
+ * interrupted receives. etcd renames a received `.snap.db` into place as its
+ * backend, so it is gone once applied; ours is copied into the backend, so it
+ * is deleted instead. Returns the names removed.
  */
-export async function purgeSnapDbs(snapDir: string, applied: bigint): Promise<string[]> {
+export async function purgeSnapDbs(snapDir: string, applied: bigint, opts: { leftovers: boolean }): Promise<string[]> {
   let names: string[];
   try {
     names = await readdir(snapDir);
@@ -319,7 +321,7 @@ export async function purgeSnapDbs(snapDir: string, applied: bigint): Promise<st
   for (const name of names) {
     const m = /^([0-9a-f]{16})\.snap\.db(\.tmp)?$/.exec(name);
     if (m === null) continue;
-    if (m[2] === undefined && BigInt(`0x${m[1]}`) > applied) continue;
+    if (m[2] !== undefined ? !opts.leftovers : BigInt(`0x${m[1]}`) > applied) continue;
     await rm(join(snapDir, name), { force: true });
     gone.push(name);
   }
