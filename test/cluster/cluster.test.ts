@@ -5,8 +5,11 @@
 // membership changes (learner add, join, promote, remove).
 
 import assert from "node:assert/strict";
+import { readFileSync, readdirSync } from "node:fs";
+import { join } from "node:path";
 import { after, test } from "node:test";
-import { Cluster as ClusterSvc, KV, Lease } from "../../node/gen/etcdserverpb/rpc_pb.js";
+import { create } from "@bufbuild/protobuf";
+import { Cluster as ClusterSvc, KV, Lease, Maintenance, Watch, WatchRequestSchema, type WatchResponse } from "../../node/gen/etcdserverpb/rpc_pb.js";
 import { GrpcCallError, GrpcConn } from "../harness/grpc.js";
 import { etcdBinaries } from "../harness/provision.js";
 import { freePort } from "../harness/ports.js";
@@ -158,6 +161,136 @@ for (const impl of impls()) {
     });
   });
 
+  test(`${impl}: MemberRemove keeps an active quorum (etcd's mayRemoveMember); a removed ID is "member not found" and a removed member is refused`, async () => {
+    await withCluster(impl, async (c) => {
+      const leader = await c.waitLeader(c.nodes);
+      const [f1, f2] = c.nodes.filter((n) => n !== leader) as [ClusterNode, ClusterNode];
+      const cf = conn(f1);
+      const id = async (n: ClusterNode) => (await c.status(n))!.header!.memberId;
+      const leaderId = await id(leader);
+      const f2Id = await id(f2);
+      await f2.kill9();
+      // f1 is asked to remove the leader while f2 is down: of the two voters that
+      // would remain, only f1 itself is connected — not a quorum.
+      await assert.rejects(cf.unary(ClusterSvc.method.memberRemove, { ID: leaderId }), (e: GrpcCallError) => {
+        assert.equal(e.details, "etcdserver: unhealthy cluster");
+        assert.equal(e.code, 14); // Unavailable
+        return true;
+      });
+      // A member that is down is not part of the active quorum: removing it is allowed.
+      // (Retried while f1 still counts f2's link as up, right after the kill.)
+      const rm = await eventually("the removal of the downed member", async () => {
+        try {
+          return await cf.unary(ClusterSvc.method.memberRemove, { ID: f2Id });
+        } catch (e) {
+          if (e instanceof GrpcCallError && e.details === "etcdserver: unhealthy cluster") return undefined;
+          throw e;
+        }
+      });
+      assert.deepEqual(rm.members.map((m) => m.ID).sort(), [leaderId, await id(f1)].sort());
+      // Its ID is gone for good: etcd answers ErrIDRemoved as "member not found".
+      for (const [what, call] of [
+        ["remove", () => cf.unary(ClusterSvc.method.memberRemove, { ID: f2Id })],
+        ["update", () => cf.unary(ClusterSvc.method.memberUpdate, { ID: f2Id, peerURLs: ["http://127.0.0.1:1"] })],
+        ["promote", () => cf.unary(ClusterSvc.method.memberPromote, { ID: f2Id })],
+      ] as const) {
+        await assert.rejects(call(), (e: GrpcCallError) => {
+          assert.equal(e.details, "etcdserver: member not found", what);
+          return true;
+        });
+      }
+      // The removed member comes back with its data: the peers refuse it, it says why and stops.
+      f2.start();
+      await eventually("the removed member to stop", async () => (f2.running ? undefined : true), 60_000);
+      assert.match(f2.logTail(200), /the member has been permanently removed from the cluster/);
+      // The two that remain serve.
+      await cf.unary(KV.method.put, { key: enc("after"), value: enc("remove") });
+      const r = await conn(leader).unary(KV.method.range, { key: enc("after") });
+      assert.equal(dec(r.kvs[0]!.value), "remove");
+    });
+  });
+
+  test(`${impl}: watches on a follower and on the leader see every event exactly once and in order while MoveLeader moves the leader twice under writes`, async (t) => {
+    await withCluster(impl, async (c) => {
+      const leader = await c.waitLeader(c.nodes);
+      const [f1, f2] = c.nodes.filter((n) => n !== leader) as [ClusterNode, ClusterNode];
+      const idOf = async (n: ClusterNode) => (await c.status(n))!.header!.memberId;
+      const cw = conn(f2); // the writer talks to f2 throughout (a follower, then the leader)
+      const first = await cw.unary(KV.method.put, { key: enc("w/start"), value: enc("0") });
+      const start = first.header!.revision + 1n;
+      type Ev = { key: string; value: string; rev: bigint; type: number };
+      const open = (n: ClusterNode, from: bigint) => {
+        const s = conn(n).bidi(Watch.method.watch);
+        const w = { events: [] as Ev[], created: false, problem: undefined as string | undefined, close: () => s.cancel() };
+        s.on("data", (r: WatchResponse) => {
+          if (r.created) w.created = true;
+          if (r.canceled) w.problem = `canceled: ${r.cancelReason}`;
+          for (const e of r.events) w.events.push({ key: dec(e.kv!.key), value: dec(e.kv!.value), rev: e.kv!.modRevision, type: e.type });
+        });
+        s.on("error", (e: { code?: number; details?: string }) => {
+          if (e.code !== 1) w.problem ??= `stream error ${e.code}: ${e.details}`; // 1: cancelled by us
+        });
+        s.write(create(WatchRequestSchema, { requestUnion: { case: "createRequest", value: { key: enc("w/"), rangeEnd: enc("w0"), startRevision: from } } }));
+        return w;
+      };
+      const onFollower = open(f1, start);
+      const onLeader = open(leader, start);
+      await eventually("both watches to be created", async () => (onFollower.created && onLeader.created ? true : undefined));
+
+      const N = 300;
+      const acked = new Map<bigint, string>();
+      const retried: string[] = [];
+      const transient = (e: unknown) =>
+        e instanceof GrpcCallError &&
+        /leader changed|request timed out|no leader|context deadline exceeded|not leader|stopped/.test(e.details);
+      const writer = async () => {
+        for (let i = 0; i < N; i++) {
+          for (;;) {
+            try {
+              const r = await cw.unary(KV.method.put, { key: enc(`w/${i}`), value: enc(`v${i}`) });
+              acked.set(r.header!.revision, `w/${i}=v${i}`);
+              break;
+            } catch (e) {
+              if (!transient(e)) throw e;
+              retried.push((e as GrpcCallError).details); // may have applied: then the key appears twice in the history
+            }
+          }
+        }
+      };
+      const moves: string[] = [];
+      const mover = async () => {
+        let lead = leader;
+        for (const [at, to] of [[N / 3, f1], [(2 * N) / 3, f2]] as const) {
+          await eventually(`${at} writes`, async () => (acked.size >= at ? true : undefined));
+          await conn(lead).unary(Maintenance.method.moveLeader, { targetID: await idOf(to) });
+          lead = to;
+          moves.push(`${at}: -> ${to.spec.name}`);
+        }
+      };
+      await Promise.all([writer(), mover()]);
+      assert.equal((await c.waitLeader(c.nodes)).spec.name, f2.spec.name, "the leader moved twice, to f2");
+      const end = [...acked.keys()].reduce((a, b) => (a > b ? a : b));
+      for (const [name, w] of [["on the first follower", onFollower], ["on the first leader", onLeader]] as const) {
+        await eventually(`the watch ${name} to reach revision ${end}`, async () => (w.problem !== undefined || w.events.at(-1)?.rev === end ? true : undefined));
+        assert.equal(w.problem, undefined, name);
+        // Every revision from the start exactly once, in order: nothing else writes, so no gap either.
+        assert.deepEqual(
+          w.events.map((e) => e.rev),
+          Array.from({ length: Number(end - start + 1n) }, (_, i) => start + BigInt(i)),
+          `revisions seen ${name}`,
+        );
+        for (const [rev, kv] of acked) assert.equal(`${w.events[Number(rev - start)]!.key}=${w.events[Number(rev - start)]!.value}`, kv, `${name}: revision ${rev}`);
+      }
+      // And they are the history itself: a watch opened afterwards from the same revision replays the same events.
+      const replay = open(f1, start);
+      await eventually("the replay", async () => (replay.problem !== undefined || replay.events.at(-1)?.rev === end ? true : undefined));
+      assert.deepEqual(onFollower.events, replay.events);
+      assert.deepEqual(onLeader.events, replay.events);
+      for (const w of [onFollower, onLeader, replay]) w.close();
+      t.diagnostic(`${impl}: ${acked.size} writes, revisions ${start}..${end}, moves ${moves.join(", ")}, transient errors retried: ${retried.length}`);
+    });
+  });
+
   test(`${impl}: leases — granted and kept alive through a follower, they survive the leader's death`, async () => {
     await withCluster(impl, async (c) => {
       const leader = await c.waitLeader(c.nodes);
@@ -266,6 +399,53 @@ for (const impl of impls()) {
           const x = await cb.unary(KV.method.range, { key: enc("from-b"), serializable: true });
           return x.kvs.length === 1 ? true : undefined;
         });
+      } catch (e) {
+        throw new Error(`${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n${c.nodes.map((n) => `--- ${n.spec.name}\n${n.logTail(15)}`).join("\n")}`);
+      } finally {
+        await c.dispose();
+      }
+    });
+
+    test(`${impl}: a ~30 MB snapshot streams to a follower over the peer port and restores into an equal store (HashKV); the follower's peak RSS is reported`, async (t) => {
+      const c = await Cluster.start(impl, await Cluster.specs(3), ["--snapshot-count", "40", "--snapshot-catchup-entries", "5"]);
+      clusters.push(c);
+      try {
+        const leader = await c.waitLeader(c.nodes);
+        const b = c.nodes.find((n) => n !== leader)!;
+        await b.kill9();
+        const cl = conn(leader);
+        // 16 keys rewritten 40 times with 48 KiB values: ~30 MB of history, 16 live values.
+        for (let i = 0; i < 40; i++) {
+          await Promise.all(
+            Array.from({ length: 16 }, (_, k) => cl.unary(KV.method.put, { key: enc(`big/${k}`), value: new Uint8Array(48 * 1024).fill((k * 40 + i) % 251) })),
+          );
+        }
+        const want = await cl.unary(KV.method.range, { key: enc("big/"), rangeEnd: enc("big0"), countOnly: true });
+        const rev = want.header!.revision;
+        b.start();
+        const cb = conn(b);
+        await eventually("b to catch up", async () => {
+          const r = await cb.unary(KV.method.range, { key: enc("big/"), rangeEnd: enc("big0"), serializable: true, countOnly: true });
+          return r.header!.revision >= rev ? true : undefined;
+        });
+        assert.match(b.logTail(400), /restored the backend from a leader snapshot/, "b caught up through the snapshot path");
+        const hl = await cl.unary(Maintenance.method.hashKV, { revision: rev });
+        const hb = await cb.unary(Maintenance.method.hashKV, { revision: rev });
+        assert.equal(hb.hash, hl.hash, "HashKV of the restored follower equals the leader's");
+        assert.equal(hb.compactRevision, hl.compactRevision);
+        const restored = b.logTail(400).split("\n").find((l) => l.includes("restored the backend from a leader snapshot"))!;
+        const bytes = Number((JSON.parse(restored) as { bytes?: number }).bytes ?? 0);
+        assert.ok(bytes > 25 * 1024 * 1024, `the snapshot was ${bytes} bytes`);
+        assert.deepEqual(readdirSync(join(b.dataDir, "member", "snap")), [], "the applied snapshot file is deleted");
+        assert.deepEqual(readdirSync(join(b.dataDir, "member")).sort(), ["snap", "store", "wal"]);
+        const kb = (pid: number | undefined, field: string) =>
+          Number(/\d+/.exec(readFileSync(`/proc/${pid}/status`, "utf8").split("\n").find((l) => l.startsWith(field)) ?? "")?.[0] ?? NaN);
+        const mb = (k: number) => `${(k / 1024).toFixed(0)} MB`;
+        const other = c.nodes.find((n) => n !== leader && n !== b)!;
+        t.diagnostic(
+          `snapshot ${(bytes / 1024 / 1024).toFixed(1)} MB; peak RSS (VmHWM): restored follower ${mb(kb(b.child?.pid, "VmHWM"))}, ` +
+            `follower that applied the same writes as entries ${mb(kb(other.child?.pid, "VmHWM"))}, leader ${mb(kb(leader.child?.pid, "VmHWM"))}`,
+        );
       } catch (e) {
         throw new Error(`${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n${c.nodes.map((n) => `--- ${n.spec.name}\n${n.logTail(15)}`).join("\n")}`);
       } finally {

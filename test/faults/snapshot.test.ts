@@ -1,11 +1,52 @@
 // A member that was down while the leader compacted its log (small
 // --snapshot-count) and the key space was compacted must catch up by a
 // snapshot from the leader, and then read exactly what the leader reads.
+// A member cut off (alive) that catches up by snapshot keeps its watches:
+// they resume from the restored state without a gap, a duplicate or a step
+// back in time (etcd's #15271 was a watch "traveling back in time" here).
 
 import { test } from "node:test";
-import { KV } from "../../node/gen/etcdserverpb/rpc_pb.js";
+import { create } from "@bufbuild/protobuf";
+import { KV, Watch, WatchRequestSchema, type WatchResponse } from "../../node/gen/etcdserverpb/rpc_pb.js";
+import { GrpcConn } from "../harness/grpc.js";
 import { fill } from "./checks.js";
 import { scenarioTests, type Scenario } from "./scenario.js";
+
+/** A watch on the whole key space from `start`, recording every event as "rev/type/key=value". */
+function watchAll(target: string, start: bigint) {
+  const conn = new GrpcConn(target);
+  const s = conn.bidi(Watch.method.watch);
+  const w = {
+    events: [] as { rev: bigint; text: string }[],
+    created: false,
+    problem: undefined as string | undefined,
+    close: () => {
+      s.cancel();
+      conn.close();
+    },
+  };
+  s.on("data", (r: WatchResponse) => {
+    if (r.created) w.created = true;
+    if (r.canceled) w.problem = `canceled (compact_revision ${r.compactRevision}): ${r.cancelReason}`;
+    for (const e of r.events) {
+      const kv = e.kv!;
+      w.events.push({ rev: kv.modRevision, text: `${kv.modRevision}/${e.type}/${Buffer.from(kv.key).toString("hex")}=${Buffer.from(kv.value).toString("hex")}` });
+    }
+  });
+  s.on("error", (e: { code?: number; details?: string }) => {
+    if (e.code !== 1) w.problem ??= `stream error ${e.code}: ${e.details}`;
+  });
+  s.write(create(WatchRequestSchema, { requestUnion: { case: "createRequest", value: { key: new Uint8Array([0]), rangeEnd: new Uint8Array([0]), startRevision: start } } }));
+  return w;
+}
+
+async function until(what: string, f: () => boolean, capMs = 60_000): Promise<void> {
+  const t0 = performance.now();
+  while (!f()) {
+    if (performance.now() - t0 > capMs) throw new Error(`timed out after ${capMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
 
 // etcd keeps this many entries behind its latest snapshot for slow followers
 // (SnapshotCatchUpEntries, fixed in 3.4); a follower further behind than that
@@ -54,6 +95,10 @@ export const snapshotScenarios: Scenario[] = [
       await traffic(2000);
       const l = await leader("before the fault");
       const f = cluster.members.map((m) => m.index).find((i) => i !== l)!;
+      const revNow = async () => (await cluster.members[l]!.admin().unary(KV.method.range, { key: new Uint8Array([0]), limit: 1n }, { deadlineMs: 10_000 })).header!.revision;
+      const start = (await revNow()) + 1n;
+      const watch = watchAll(cluster.members[f]!.grpcTarget, start);
+      await until("the watch on the follower to be created", () => watch.created || watch.problem !== undefined);
       cluster.net.isolate(f);
       note(`isolated follower ${cluster.members[f]!.name} (it keeps running; its clients keep asking it)`);
       const t0 = performance.now();
@@ -71,6 +116,30 @@ export const snapshotScenarios: Scenario[] = [
       await traffic(2000);
       if (evidence === null) throw new Error(`${cluster.members[f]!.name} was healed but its log shows no snapshot from the leader (looked for ${cluster.target.snapshotEvidence})`);
       note(`${cluster.members[f]!.name} log: ${evidence[0]}`);
+      // The watch opened on the follower before the cut: the same events, in the same
+      // order, as the history replayed afterwards from the leader, up to a revision both reached.
+      const end = await revNow();
+      const replay = watchAll(cluster.members[l]!.grpcTarget, start);
+      try {
+        for (const [who, w] of [["the follower's watch", watch], ["the replay", replay]] as const) {
+          await until(`${who} to reach revision ${end}`, () => w.problem !== undefined || (w.events.at(-1)?.rev ?? 0n) >= end);
+          if (w.problem !== undefined) throw new Error(`${who}: ${w.problem}`);
+        }
+        const upTo = (w: typeof watch) => w.events.filter((e) => e.rev <= end).map((e) => e.text);
+        const got = upTo(watch);
+        const want = upTo(replay);
+        const at = got.findIndex((e, i) => e !== want[i]);
+        if (at !== -1 || got.length !== want.length) {
+          throw new Error(
+            `the follower's watch differs from the history at event ${at === -1 ? Math.min(got.length, want.length) : at} of ${want.length}: ` +
+              `got ${got[at === -1 ? got.length - 1 : at] ?? "(nothing)"}, want ${want[at === -1 ? got.length - 1 : at] ?? "(nothing)"}`,
+          );
+        }
+        note(`the follower's watch saw all ${got.length} events of revisions ${start}..${end}, in order, as the history has them`);
+      } finally {
+        watch.close();
+        replay.close();
+      }
     },
   },
 ];

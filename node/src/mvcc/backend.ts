@@ -12,10 +12,19 @@
 // Durability contract: write(ops, {sync: true}) returns only after LevelDB has
 // fsynced its log, and every write is one atomic batch, so the applied index
 // stored with the data always describes exactly the data present.
+//
+// Replacing the whole database (a snapshot from the leader): a new database is
+// built beside it in `<dir>.restore` (see build()), then swapIn() closes the
+// live one, renames `<dir>` -> `<dir>.old` and `<dir>.restore` -> `<dir>`
+// (directory fsynced after each), reopens and deletes `<dir>.old`. A crash
+// between the two renames leaves no `<dir>` and a complete `<dir>.restore`:
+// open() finishes the swap. A `<dir>.restore` beside a live `<dir>` is an
+// unfinished build and is deleted (the restore runs again from its file).
 
 import { ClassicLevel } from "classic-level";
-import { readdir, stat } from "node:fs/promises";
-import { join } from "node:path";
+import { existsSync } from "node:fs";
+import { open as openFile, readdir, rename, rm, stat } from "node:fs/promises";
+import { dirname, join } from "node:path";
 
 export const NS_KV = 0x6b; // 'k'
 export const NS_LEASE = 0x6c; // 'l'
@@ -42,37 +51,168 @@ export function uint64(v: bigint): Buffer {
   return b;
 }
 
+/** A read-only view of the database as it was when the view was taken. Close it when done. */
+export interface BackendView {
+  range(gte: Buffer, lt: Buffer): AsyncGenerator<[Buffer, Buffer]>;
+  close(): Promise<void>;
+}
+
+/** How long swapIn() waits for running reads before it closes the database under them. */
+const SWAP_DRAIN_MS = 5000;
+
+async function openDb(dir: string): Promise<ClassicLevel<Buffer, Buffer>> {
+  const db = new ClassicLevel<Buffer, Buffer>(dir, { keyEncoding: "buffer", valueEncoding: "buffer" });
+  try {
+    await db.open();
+  } catch (err) {
+    const cause = String((err as { cause?: unknown }).cause ?? "");
+    if (cause.includes("lock")) throw new Error(`data directory ${dir} is in use by another process (${cause})`, { cause: err });
+    throw err;
+  }
+  return db;
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const fh = await openFile(dir, "r");
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
 export class Backend {
+  /** Operations and iterators running on `db`; swapIn() waits for them. */
+  private active = 0;
+  private drained: (() => void) | undefined;
+  /** Set while swapIn() replaces the database: new operations wait for it. */
+  private swapping: Promise<void> | undefined;
+
   private constructor(
     readonly dir: string,
-    private readonly db: ClassicLevel<Buffer, Buffer>,
+    private db: ClassicLevel<Buffer, Buffer>,
   ) {}
 
   static async open(dir: string): Promise<Backend> {
-    const db = new ClassicLevel<Buffer, Buffer>(dir, { keyEncoding: "buffer", valueEncoding: "buffer" });
-    try {
-      await db.open();
-    } catch (err) {
-      const cause = String((err as { cause?: unknown }).cause ?? "");
-      if (cause.includes("lock")) throw new Error(`data directory ${dir} is in use by another process (${cause})`, { cause: err });
-      throw err;
+    await Backend.recoverSwap(dir);
+    return new Backend(dir, await openDb(dir));
+  }
+
+  /** Finishes or discards a swap a crash interrupted (see the top of this file). */
+  private static async recoverSwap(dir: string): Promise<void> {
+    const next = `${dir}.restore`;
+    const old = `${dir}.old`;
+    if (!existsSync(dir) && existsSync(next)) {
+      await rename(next, dir);
+      await syncDir(dirname(dir));
+    } else if (existsSync(next)) {
+      await rm(next, { recursive: true, force: true });
     }
-    return new Backend(dir, db);
+    if (existsSync(old) && existsSync(dir)) await rm(old, { recursive: true, force: true });
+  }
+
+  /**
+   * Builds a new database in `<dir>.restore` (replacing any unfinished one) by
+   * calling `fill` with a writer; the last write is synced. swapIn() then puts
+   * it in place of this one.
+   */
+  async build(fill: (write: (ops: BatchOp[]) => Promise<void>) => Promise<void>): Promise<void> {
+    const next = `${this.dir}.restore`;
+    await rm(next, { recursive: true, force: true });
+    const db = await openDb(next);
+    let ok = false;
+    try {
+      await fill(async (ops) => {
+        if (ops.length > 0) await db.batch(ops, { sync: false });
+      });
+      // One synced write flushes LevelDB's log with everything before it.
+      await db.batch([{ type: "put", key: metaKey("restore_sync"), value: Buffer.alloc(0) }, { type: "del", key: metaKey("restore_sync") }], { sync: true });
+      ok = true;
+    } finally {
+      await db.close();
+      if (!ok) await rm(next, { recursive: true, force: true });
+    }
+  }
+
+  /**
+   * Replaces the live database with the one build() made. Operations that start
+   * meanwhile wait; running ones are waited for (up to SWAP_DRAIN_MS, then the
+   * database is closed under them and they fail).
+   */
+  async swapIn(): Promise<void> {
+    if (this.swapping !== undefined) throw new Error("backend: a swap is already running");
+    let done!: () => void;
+    this.swapping = new Promise<void>((r) => (done = r));
+    try {
+      if (this.active > 0) {
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, SWAP_DRAIN_MS);
+          this.drained = () => {
+            clearTimeout(t);
+            resolve();
+          };
+        });
+        this.drained = undefined;
+      }
+      await this.db.close();
+      const next = `${this.dir}.restore`;
+      const old = `${this.dir}.old`;
+      await rm(old, { recursive: true, force: true });
+      await rename(this.dir, old);
+      await syncDir(dirname(this.dir));
+      // ---- a crash here leaves only <dir>.restore: open() finishes the swap ----
+      await rename(next, this.dir);
+      await syncDir(dirname(this.dir));
+      this.db = await openDb(this.dir);
+      await rm(old, { recursive: true, force: true });
+    } finally {
+      this.swapping = undefined;
+      done();
+    }
+  }
+
+  /** Counts an operation in; waits only while a swap runs (undefined otherwise, so the hot path takes no extra tick). */
+  private enter(): Promise<void> | undefined {
+    if (this.swapping === undefined) {
+      this.active++;
+      return undefined;
+    }
+    return (async () => {
+      while (this.swapping !== undefined) await this.swapping;
+      this.active++;
+    })();
+  }
+
+  private leave(): void {
+    if (--this.active === 0) this.drained?.();
   }
 
   async close(): Promise<void> {
+    while (this.swapping !== undefined) await this.swapping;
     await this.db.close();
   }
 
   async get(key: Buffer): Promise<Buffer | undefined> {
-    const v = await this.db.get(key);
-    return v ?? undefined;
+    const wait = this.enter();
+    if (wait !== undefined) await wait;
+    try {
+      const v = await this.db.get(key);
+      return v ?? undefined;
+    } finally {
+      this.leave();
+    }
   }
 
   async getMany(keys: Buffer[]): Promise<(Buffer | undefined)[]> {
     if (keys.length === 0) return [];
-    const vs = await this.db.getMany(keys);
-    return vs.map((v) => v ?? undefined);
+    const wait = this.enter();
+    if (wait !== undefined) await wait;
+    try {
+      const vs = await this.db.getMany(keys);
+      return vs.map((v) => v ?? undefined);
+    } finally {
+      this.leave();
+    }
   }
 
   async getMetaInt(name: string): Promise<bigint | undefined> {
@@ -83,7 +223,13 @@ export class Backend {
   /** One atomic batch; with sync it is on disk when the promise resolves. */
   async write(ops: BatchOp[], sync: boolean): Promise<void> {
     if (ops.length === 0) return;
-    await this.db.batch(ops, { sync });
+    const wait = this.enter();
+    if (wait !== undefined) await wait;
+    try {
+      await this.db.batch(ops, { sync });
+    } finally {
+      this.leave();
+    }
   }
 
   /**
@@ -91,22 +237,52 @@ export class Backend {
    * call. The iterator is closed when the loop ends or throws.
    */
   async *range(gte: Buffer, lt: Buffer, opts: { limit?: number; reverse?: boolean } = {}): AsyncGenerator<[Buffer, Buffer]> {
-    const it = this.db.iterator({ gte, lt, limit: opts.limit ?? -1, reverse: opts.reverse ?? false });
+    await this.enter();
     try {
-      for (;;) {
-        const batch = await it.nextv(1000);
-        if (batch.length === 0) return;
-        for (const e of batch) yield e as [Buffer, Buffer];
-      }
+      yield* iterate(this.db.iterator({ gte, lt, limit: opts.limit ?? -1, reverse: opts.reverse ?? false }));
     } finally {
-      await it.close();
+      this.leave();
     }
+  }
+
+  /**
+   * A LevelDB snapshot: every range() on it reads the database as it was now,
+   * however long the reads take (a snapshot dump reads it twice: sizes, then
+   * bytes). It counts as a running read until closed.
+   */
+  async view(): Promise<BackendView> {
+    await this.enter();
+    const db = this.db;
+    const snapshot = db.snapshot();
+    let closed = false;
+    return {
+      range: (gte, lt) => iterate(db.iterator({ gte, lt, snapshot })),
+      close: async () => {
+        if (closed) return;
+        closed = true;
+        try {
+          await snapshot.close();
+        } finally {
+          this.leave();
+        }
+      },
+    };
   }
 
   /** Bytes the database occupies on disk (all files in its directory). */
   async sizeOnDisk(): Promise<bigint> {
+    await this.enter(); // the directory is renamed away during swapIn
+    try {
+      return await this.sizeOf(() => true);
+    } finally {
+      this.leave();
+    }
+  }
+
+  private async sizeOf(want: (name: string) => boolean): Promise<bigint> {
     let total = 0n;
     for (const name of await readdir(this.dir)) {
+      if (!want(name)) continue;
       try {
         total += BigInt((await stat(join(this.dir, name))).size);
       } catch {
@@ -122,21 +298,36 @@ export class Backend {
    * this excludes only its bookkeeping files (LOG, MANIFEST, LOCK, CURRENT).
    */
   async sizeInUse(): Promise<bigint> {
-    let total = 0n;
-    for (const name of await readdir(this.dir)) {
-      if (!name.endsWith(".ldb") && !name.endsWith(".sst") && !name.endsWith(".log")) continue;
-      try {
-        total += BigInt((await stat(join(this.dir, name))).size);
-      } catch {
-        // removed by a concurrent LevelDB compaction
-      }
+    await this.enter();
+    try {
+      return await this.sizeOf((name) => name.endsWith(".ldb") || name.endsWith(".sst") || name.endsWith(".log"));
+    } finally {
+      this.leave();
     }
-    return total;
   }
 
   /** Rewrites the whole key space, dropping deleted data: etcd's "defragment". */
   async defragment(): Promise<void> {
-    await this.db.compactRange(Buffer.from([0x00]), Buffer.from([0xff]));
+    await this.enter();
+    try {
+      await this.db.compactRange(Buffer.from([0x00]), Buffer.from([0xff]));
+    } finally {
+      this.leave();
+    }
+  }
+}
+
+type Iter = ReturnType<ClassicLevel<Buffer, Buffer>["iterator"]>;
+
+async function* iterate(it: Iter): AsyncGenerator<[Buffer, Buffer]> {
+  try {
+    for (;;) {
+      const batch = await it.nextv(1000);
+      if (batch.length === 0) return;
+      for (const e of batch) yield e as [Buffer, Buffer];
+    }
+  } finally {
+    await it.close();
   }
 }
 

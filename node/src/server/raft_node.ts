@@ -60,9 +60,10 @@ export interface StateMachine {
    * Applies committed entries, in order, and resolves when they are applied
    * (the backend write done). Conf change entries are included; the driver
    * applies them to raft afterwards, in order, and the state machine updates
-   * membership from them.
+   * membership from them. It may resolve with the indexes of conf changes it
+   * refused (etcd's ValidateConfigurationChange): raft applies those as no-ops.
    */
-  apply(entries: readonly Entry[]): Promise<void>;
+  apply(entries: readonly Entry[]): Promise<void | ReadonlySet<bigint>>;
   /** Confirmed reads; serve each once applied >= index. */
   readStates(rs: readonly ReadState[]): void;
   /** Leader or role changed. */
@@ -290,14 +291,15 @@ export class RaftNode {
         if (rd.softState !== undefined) this.o.sm.softState(rd.softState, this.rn.raft.term);
         if (rd.readStates.length > 0) this.o.sm.readStates(rd.readStates);
         if (rd.committedEntries.length > 0) {
-          this.startApply(rd.committedEntries);
+          const batch = this.startApply(rd.committedEntries);
           if (rd.committedEntries.some((e) => e.type === "confChange")) {
             // Raft must see conf changes in order with the state machine: wait for them.
-            await this.applying;
+            const refused = await batch;
             if (this.stopped) return;
             for (const e of rd.committedEntries) {
               if (e.type !== "confChange") continue;
-              const cc = Raft.confChangeOf(e);
+              let cc = Raft.confChangeOf(e);
+              if (refused?.has(e.index) === true) cc = { ...cc, nodeId: 0n }; // etcd's "NodeID = None": a no-op for raft
               const cs = this.rn.applyConfChange(cc);
               this.o.sm.confState?.(cs, cc);
             }
@@ -331,8 +333,8 @@ export class RaftNode {
    * consistent_index may be ahead of the persisted commit index, and the
    * re-delivered entries at or below it are skipped.
    */
-  private startApply(entries: readonly Entry[]): void {
-    this.applying = this.applying
+  private startApply(entries: readonly Entry[]): Promise<void | ReadonlySet<bigint>> {
+    const batch = this.applying
       .then(() => (this.stopped ? undefined : this.o.sm.apply(entries)))
       // ---- crash boundary B: applied entries are in the backend with consistent_index ----
       .catch((err: unknown) => {
@@ -341,6 +343,8 @@ export class RaftNode {
         this.stopTicker?.();
         this.o.onFatal(err);
       });
+    this.applying = batch.then(() => undefined);
+    return batch;
   }
   /** The applies handed to the state machine and not finished yet, in order. */
   private applying: Promise<void> = Promise.resolve();

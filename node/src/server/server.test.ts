@@ -104,22 +104,32 @@ test("restart: revisions, leases, alarms and the applied index survive", async (
   }
 });
 
-test("a snapshot body is whole 512-byte blocks, reads back every backend record, and a cut-short body is refused", async () => {
-  const { snapshotChunks, snapshotRecords } = await import("./snapshot.js");
+test("a snapshot body is whole 512-byte blocks plus its sha256, reads back every backend record, and a cut or altered body is refused", async () => {
+  const { snapshotStream, SnapshotParser } = await import("./snapshot.js");
   await withServer({}, async (s) => {
     for (let i = 0; i < 50; i++) await put(s, `snap${i}`, Buffer.alloc(100, i));
-    const { total, chunks } = await snapshotChunks(s);
+    const { total, chunks } = await snapshotStream(s.backend, { withSize: true });
     const parts: Buffer[] = [];
     for await (const c of chunks) parts.push(c);
-    const body = Buffer.concat(parts);
-    assert.equal(BigInt(body.length), total);
-    assert.equal(body.length % 512, 0, "etcdctl 3.6 looks for the sha256 after whole 512-byte blocks");
+    const file = Buffer.concat(parts);
+    assert.equal(BigInt(file.length - 32), total, "the counted size is the body's (the RPC sends the sha256 on its own)");
+    assert.equal((file.length - 32) % 512, 0, "etcdctl 3.6 looks for the sha256 after whole 512-byte blocks");
     const want: string[] = [];
     for await (const [k, v] of s.backend.range(Buffer.from([0x00]), Buffer.from([0xff]))) want.push(`${k.toString("hex")}=${v.toString("hex")}`);
-    const got = [...snapshotRecords(body, "test")].map(([k, v]) => `${k.toString("hex")}=${v.toString("hex")}`);
+    const got: string[] = [];
+    const p = new SnapshotParser("test", (k, v) => got.push(`${k.toString("hex")}=${v.toString("hex")}`));
+    // In odd-sized pieces, as a socket delivers them.
+    for (let off = 0; off < file.length; off += 777) p.push(file.subarray(off, off + 777));
+    p.end();
     assert.deepEqual(got, want);
     // Cut before the end marker: refused, never a partial restore.
-    const end = body.lastIndexOf(Buffer.from([0xff, 0xff, 0xff, 0xff]));
-    assert.throws(() => [...snapshotRecords(body.subarray(0, end - 3), "cut")], /cut short/);
+    const end = file.lastIndexOf(Buffer.from([0xff, 0xff, 0xff, 0xff]));
+    const cut = new SnapshotParser("cut");
+    cut.push(file.subarray(0, end - 3));
+    assert.throws(() => cut.end(), /cut short/);
+    // One byte changed in a value: the sha256 says so.
+    const bad = Buffer.from(file);
+    bad[file.indexOf(Buffer.alloc(100, 7)) + 50]! ^= 1;
+    assert.throws(() => new SnapshotParser("bad").push(bad), /sha256 mismatch/);
   });
 });

@@ -13,7 +13,7 @@
 // by every read that arrives meanwhile) and for the apply loop to reach it.
 
 import { create, fromBinary, toBinary, type Message, type MessageInitShape } from "@bufbuild/protobuf";
-import { mkdir, open as openFile, readFile, rename } from "node:fs/promises";
+import { mkdir, rm } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
@@ -41,7 +41,7 @@ import { Transport, idHex, type PeerHandler } from "../transport/index.js";
 import { AlarmStore, Applier, type ApplyResult } from "./applier.js";
 import { executeRange } from "./range.js";
 import { Metrics } from "./metrics.js";
-import { snapshotChunks, snapshotRecords } from "./snapshot.js";
+import { purgeSnapDbs, receiveSnapshotFile, restoreBackend, snapDbName, snapshotStream } from "./snapshot.js";
 import type { RaftLogStore } from "./raft_log.js";
 import { Wal } from "../wal/index.js";
 import { RaftNode, type Ticker } from "./raft_node.js";
@@ -289,6 +289,7 @@ export class EtcdServer {
         // before the backend was replaced: do it now, from the received file.
         await s.restoreFromFile(s.snapFile(snapIndex));
       }
+      await s.purgeSnapshots(true);
       // Raft learns the configuration before it applies the entries that carry it
       // (etcd's Bootstrap; on restart, from the membership saved with the data).
       const known = bootstrap ?? membership.list();
@@ -457,12 +458,13 @@ export class EtcdServer {
   }
 
   /** The state machine: applies committed entries in order (called by the raft loop). */
-  private applyEntries(entries: readonly Entry[]): Promise<void> {
+  private applyEntries(entries: readonly Entry[]): Promise<ReadonlySet<bigint>> {
     return this.withApplyLock(async () => {
       const ops: BatchOp[] = [];
       const results: [Waiter, ApplyResult][] = [];
       const compactions: ApplyResult[] = [];
-      const ccDone: [(err?: Error) => void][] = [];
+      const ccDone: [(err?: Error) => void, EtcdError | undefined][] = [];
+      const refused = new Set<bigint>();
       let applied = 0;
       let removedSelf = false;
       // appliedIndex moves only once the batch is written and visible to reads:
@@ -470,16 +472,30 @@ export class EtcdServer {
       let upTo = this.appliedIndex;
       for (const e of entries) {
         // Exactly once: what the backend already has (consistent_index) is skipped.
-        if (e.index <= upTo) continue;
+        if (e.index <= upTo) {
+          // Raft re-learns these conf changes; one that re-adds a removed ID was
+          // refused when first applied (see validateConfChange) and stays a no-op.
+          if (e.type === "confChange") {
+            const cc = Raft.confChangeOf(e);
+            if ((cc.type === "addNode" || cc.type === "addLearnerNode") && this.membership.removed.has(cc.nodeId)) refused.add(e.index);
+          }
+          continue;
+        }
         if (e.type === "confChange") {
           const cc = Raft.confChangeOf(e);
           const ctx = decodeCcContext(cc.context);
-          if (this.applyMembership(cc, ctx?.member)) removedSelf = true;
-          ops.push(this.membership.saveOp());
+          const err = this.validateConfChange(cc, ctx?.member);
+          if (err !== undefined) {
+            refused.add(e.index);
+            this.opts.logger.warn({ type: cc.type, id: idHex(cc.nodeId), err: err.message }, "refused a committed membership change");
+          } else {
+            if (this.applyMembership(cc, ctx?.member)) removedSelf = true;
+            ops.push(this.membership.saveOp());
+          }
           const w = ctx !== undefined ? this.ccWaiters.get(ctx.reqId) : undefined;
           if (w !== undefined && ctx !== undefined) {
             this.ccWaiters.delete(ctx.reqId);
-            ccDone.push([w]);
+            ccDone.push([w, err]);
           }
         } else if (e.data.length > 0) {
           const req = fromBinary(InternalRequestSchema, e.data);
@@ -519,10 +535,44 @@ export class EtcdServer {
         (r as ApplyResult & { physical?: Promise<void> }).physical = done;
       }
       for (const [w, r] of results) w(r);
-      for (const [w] of ccDone) w();
+      for (const [w, err] of ccDone) w(err);
       this.checkReads();
       if (removedSelf) setImmediate(() => this.onRemovedFromCluster());
+      return refused;
     });
+  }
+
+  /**
+   * etcd's ValidateConfigurationChange, when a change is applied: one that no
+   * longer fits the membership (checks at proposal time can race) is refused,
+   * its proposer gets the error, and raft applies it as a no-op. etcd answers
+   * ErrIDRemoved ("membership: ID removed") as "etcdserver: member not found".
+   */
+  private validateConfChange(cc: ConfChange, m: MemberInfo | undefined): EtcdError | undefined {
+    const id = cc.nodeId;
+    if (this.membership.removed.has(id)) return Errors.MemberNotFound;
+    const cur = this.membership.get(id);
+    const urlTaken = (urls: readonly string[]) => this.membership.list().some((o) => o.id !== id && o.peerURLs.some((u) => urls.includes(u)));
+    switch (cc.type) {
+      case "addNode":
+      case "addLearnerNode":
+        if (cur !== undefined) {
+          // An addNode for a known member is a promotion (IDs carry a timestamp, so a
+          // duplicate add is not one): fine for a learner; for a voter it is a second
+          // promotion, which etcd refuses with ErrMemberNotLearner.
+          if (cc.type === "addNode") return cur.isLearner ? undefined : Errors.MemberNotLearner;
+          return Errors.MemberExist;
+        }
+        if (m !== undefined && urlTaken(m.peerURLs)) return Errors.PeerURLExist;
+        if (cc.type === "addLearnerNode" && this.membership.learnerCount() + 1 > (this.opts.maxLearners ?? 1)) return Errors.TooManyLearners;
+        return undefined;
+      case "removeNode":
+        return cur === undefined ? Errors.MemberNotFound : undefined;
+      case "updateNode":
+        if (cur === undefined) return Errors.MemberNotFound;
+        if (m !== undefined && urlTaken(m.peerURLs)) return Errors.PeerURLExist;
+        return undefined;
+    }
   }
 
   /** Applies one membership change to the membership and the transport. Returns true if it removed this member. */
@@ -693,52 +743,48 @@ export class EtcdServer {
 
   // ---- snapshots from the leader ----
 
+  get snapDir(): string {
+    return join(this.opts.dataDir, "member", "snap");
+  }
+
   snapFile(index: bigint): string {
-    return join(this.opts.dataDir, "member", "snap", `${index.toString(16).padStart(16, "0")}.snap.db`);
-  }
-
-  /** What follows a MsgSnap to a follower: a dump of the whole backend (snapshot.ts format). */
-  private async *snapshotPayload(): AsyncGenerator<Uint8Array> {
-    const { chunks } = await snapshotChunks(this);
-    yield* chunks;
-  }
-
-  /** Stores a received backend dump durably before raft learns of the snapshot. */
-  private async receiveSnapshot(index: bigint, payload: AsyncIterable<Buffer>): Promise<void> {
-    const path = this.snapFile(index);
-    await mkdir(join(this.opts.dataDir, "member", "snap"), { recursive: true, mode: 0o700 });
-    const tmp = `${path}.tmp`;
-    const fh = await openFile(tmp, "w", 0o600);
-    try {
-      for await (const chunk of payload) await fh.write(chunk);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, path);
+    return join(this.snapDir, snapDbName(index));
   }
 
   /**
-   * Replaces this member's state with a received backend dump: one atomic
-   * backend write (everything deleted, the dump written, this member's identity
-   * kept), then the store, lessor, alarms and membership reload from it, and the
-   * applied index becomes the dump's consistent_index (entries up to it are
-   * skipped when raft delivers them).
+   * What follows a MsgSnap to a follower: the backend dump (snapshot.ts
+   * format), read from one LevelDB snapshot as the connection drains.
+   */
+  private async *snapshotPayload(): AsyncGenerator<Uint8Array> {
+    const { chunks } = await snapshotStream(this.backend);
+    yield* chunks;
+  }
+
+  /** Stores a received backend dump durably, checked as it arrives, before raft learns of the snapshot. */
+  private async receiveSnapshot(index: bigint, payload: AsyncIterable<Buffer>): Promise<void> {
+    await mkdir(this.snapDir, { recursive: true, mode: 0o700 });
+    const bytes = await receiveSnapshotFile(this.snapFile(index), payload);
+    this.opts.logger.info({ index: index.toString(), bytes }, "stored a snapshot from the leader");
+  }
+
+  /**
+   * Replaces this member's state with a received backend dump: a new backend
+   * is built from the file, record by record in batches, and swapped in (this
+   * member's identity kept); then the store, lessor, alarms and membership
+   * reload from it, and the applied index becomes the dump's consistent_index
+   * (entries up to it are skipped when raft delivers them). The file is deleted
+   * once the new backend is in place.
    */
   async restoreFromFile(path: string): Promise<void> {
     if (!existsSync(path)) throw new Error(`snapshot file ${path} is missing`);
     await this.withApplyLock(async () => {
-      const buf = await readFile(path);
-      const records = [...snapshotRecords(buf, path)]; // validates the whole body before anything is deleted
-      const keep = new Set([metaKey("member_id").toString("hex"), metaKey("cluster_id").toString("hex")]);
-      const ops: BatchOp[] = [];
-      for await (const [k] of this.backend.range(Buffer.from([0x00]), Buffer.from([0xff]))) {
-        if (!keep.has(k.toString("hex"))) ops.push({ type: "del", key: k });
-      }
-      for (const [key, value] of records) {
-        if (!keep.has(key.toString("hex"))) ops.push({ type: "put", key: Buffer.from(key), value: Buffer.from(value) });
-      }
-      await this.backend.write(ops, true);
+      const fixed: BatchOp[] = [
+        { type: "put", key: metaKey("member_id"), value: uint64(this.memberId) },
+        { type: "put", key: metaKey("cluster_id"), value: uint64(this.clusterId) },
+      ];
+      // A physical compaction still running would write into the new backend.
+      await this.store.compactionDone().catch(() => undefined);
+      const { records, bytes } = await restoreBackend(this.backend, path, fixed);
       await this.store.reload();
       this.lessor.clear();
       await this.lessor.restore(this.backend, this.store.leasedKeys());
@@ -757,9 +803,25 @@ export class EtcdServer {
       for (const id of this.transport.peerIds()) if (this.membership.get(id) === undefined) this.transport.removePeer(id);
       this.appliedIndex = (await this.backend.getMetaInt("consistent_index")) ?? this.appliedIndex;
       this.hub.resyncAll();
-      this.opts.logger.info({ appliedIndex: this.appliedIndex.toString(), revision: this.store.currentRev.toString() }, "restored the backend from a leader snapshot");
+      await this.refreshSize();
+      this.opts.logger.info(
+        { appliedIndex: this.appliedIndex.toString(), revision: this.store.currentRev.toString(), records, bytes },
+        "restored the backend from a leader snapshot",
+      );
+      await rm(path, { force: true });
+      await this.purgeSnapshots();
     });
     this.checkReads();
+  }
+
+  /**
+   * Deletes received snapshot files at or below the applied index (applied, or
+   * refused by raft as stale); `leftovers` also deletes unfinished receives,
+   * only safe while the peer port is not serving (at start).
+   */
+  private async purgeSnapshots(leftovers = false): Promise<void> {
+    const gone = await purgeSnapDbs(this.snapDir, this.appliedIndex, { leftovers });
+    if (gone.length > 0) this.opts.logger.info({ files: gone.join(",") }, "deleted applied or obsolete snapshot files");
   }
 
   // ---- membership ----
@@ -825,6 +887,8 @@ export class EtcdServer {
     if (this.strict() && !this.connectedToAllVotersSince(Date.now() - HEALTH_INTERVAL_MS)) throw Errors.Unhealthy;
     const id = memberIdFrom(peerURLs, this.opts.initialClusterToken, Math.floor(Date.now() / 1000));
     if (this.membership.get(id) !== undefined) throw Errors.MemberExist;
+    // etcd refuses a removed ID when the change is applied (ErrIDRemoved, answered as "member not found"); say it at once.
+    if (this.membership.removed.has(id)) throw Errors.MemberNotFound;
     const m: MemberInfo = { id, name: "", peerURLs: [...peerURLs], clientURLs: [], isLearner };
     await this.proposeConfChange({ type: isLearner ? "addLearnerNode" : "addNode", nodeId: id }, m);
     return m;
@@ -839,11 +903,40 @@ export class EtcdServer {
     return true;
   }
 
+  /**
+   * etcd's RemoveMember with mayRemoveMember (strict reconfig check): removing a
+   * voter needs a quorum of the remaining voters started ("not enough started
+   * members") and, unless the member is down already, a quorum of them
+   * connected to this member for the last health interval once it is gone
+   * ("unhealthy cluster"). A learner is removed without checks. A removed or
+   * unknown ID is "member not found" (etcd's ErrIDRemoved and ErrIDNotFound).
+   */
   async removeMember(id: bigint): Promise<void> {
     const m = this.membership.get(id);
     if (m === undefined) throw Errors.MemberNotFound;
-    if (!m.isLearner && this.strict() && !this.readyToRemoveVoter(id)) throw Errors.MemberNotEnoughStarted;
+    if (!m.isLearner && this.strict()) {
+      if (!this.readyToRemoveVoter(id)) throw Errors.MemberNotEnoughStarted;
+      const down = id !== this.memberId && this.transport.activeSince(id) === undefined;
+      if (!down) {
+        const voters = this.membership.list().filter((v) => !v.isLearner);
+        const active = this.votersConnectedSince(Date.now() - HEALTH_INTERVAL_MS, voters);
+        if (active - 1 < 1 + Math.floor((voters.length - 1) / 2)) throw Errors.Unhealthy;
+      }
+    }
     await this.proposeConfChange({ type: "removeNode", nodeId: id }, m);
+  }
+
+  /** etcd's numConnectedSince: this member plus the voters whose link has been up since `since`. */
+  private votersConnectedSince(since: number, voters: readonly MemberInfo[]): number {
+    let n = 0;
+    for (const v of voters) {
+      if (v.id === this.memberId) n++;
+      else {
+        const t = this.transport.activeSince(v.id);
+        if (t !== undefined && t < since) n++;
+      }
+    }
+    return n;
   }
 
   async updateMember(id: bigint, peerURLs: string[]): Promise<void> {
@@ -1086,6 +1179,9 @@ export class EtcdServer {
     };
     every(500, () => this.revokeExpired());
     every(1000, () => void this.refreshSize().catch(() => undefined));
+    // etcd purges snapshot files every 30 s (purgeFileInterval); here that catches a
+    // received snapshot raft refused as stale (an applied one is deleted at once).
+    every(30_000, () => void this.purgeSnapshots().catch((err: unknown) => this.opts.logger.warn({ err }, "failed to purge snapshot files")));
     this.metrics.quota.set(Number(this.quota));
     this.startAutoCompaction(every);
   }

@@ -758,7 +758,9 @@ export class Transport {
     }
     if (this.isRemoved(from)) {
       this.log.warn({ from: idHex(from), what }, "refused a request from a removed member");
-      refuse(res, "member-removed", ERR_MEMBER_REMOVED);
+      // etcd's answers: 410 "removed member" to a stream, 403 to a message (here, a snapshot).
+      if (what === "stream") refuse(res, "member-removed", "removed member", 410);
+      else refuse(res, "member-removed", "cannot process message from removed member", 403);
       return undefined;
     }
     return from;

@@ -22,7 +22,7 @@ export const H_ERROR = "X-Raft-Error";
 export type RefusalCode =
   | "cluster-id-mismatch" // 412
   | "target-mismatch" // 412
-  | "member-removed" // 403
+  | "member-removed" // 410 on a stream ("removed member"), 403 on a snapshot ("cannot process message from removed member"), as etcd
   | "unknown-sender" // 404
   | "bad-request" // 400
   | "snapshot-failed" // 500
@@ -78,12 +78,12 @@ const STATUS: Record<RefusalCode, number> = {
 };
 
 /** Answers a peer request with a refusal; the connection is closed afterwards. */
-export function refuse(res: ServerResponse, code: RefusalCode, message: string): void {
+export function refuse(res: ServerResponse, code: RefusalCode, message: string, status = STATUS[code]): void {
   if (res.headersSent) {
     res.destroy();
     return;
   }
-  res.writeHead(STATUS[code], {
+  res.writeHead(status, {
     "Content-Type": "text/plain; charset=utf-8",
     [H_ERROR]: code,
     Connection: "close",
@@ -97,9 +97,11 @@ const KNOWN_CODES = new Set<string>(Object.keys(STATUS));
 export function refusalFromResponse(status: number, headers: IncomingHttpHeaders, body: string): TransportError {
   const code = header(headers, H_ERROR);
   const text = body.trim();
+  // What a removed member is told is etcd's errMemberRemoved, whatever words the peer used.
+  if (code === "member-removed") return new TransportError("member-removed", ERR_MEMBER_REMOVED, status);
   if (code !== undefined && KNOWN_CODES.has(code)) return new TransportError(code as RefusalCode, text || code, status);
-  // A member that does not set X-Raft-Error (not etcd-ts, or a proxy in between).
-  if (status === 403) return new TransportError("member-removed", text || ERR_MEMBER_REMOVED, status);
+  // A member that does not set X-Raft-Error (not etcd-ts, or a proxy in between): etcd's statuses.
+  if (status === 403 || status === 410) return new TransportError("member-removed", ERR_MEMBER_REMOVED, status);
   return new TransportError("http", `unexpected HTTP status ${status}${text ? `: ${text}` : ""}`, status);
 }
 

@@ -16,7 +16,9 @@ import {
 import type { EtcdServer } from "../../server/server.js";
 import { SERVER_VERSION, STORAGE_VERSION } from "../../version.js";
 import { defineService } from "../registry.js";
-import { snapshotChunks } from "../../server/snapshot.js";
+import { snapshotStream } from "../../server/snapshot.js";
+
+const SNAPSHOT_BLOB_BYTES = 32 * 1024;
 
 export function maintenanceService(s: EtcdServer) {
   return defineService(Maintenance, {
@@ -56,14 +58,20 @@ export function maintenanceService(s: EtcdServer) {
     async snapshot(_req, stream) {
       const header = s.header(s.store.durableRev);
       const sha = createHash("sha256");
-      const { total, chunks } = await snapshotChunks(s);
+      // Streamed from one LevelDB snapshot, read twice: sizes (remaining_bytes is
+      // exact, as etcd's), then bytes, as the client takes them.
+      const { total, chunks } = await snapshotStream(s.backend, { withSize: true, trailer: false });
       let remaining = total;
       let first = true;
-      for await (const blob of chunks) {
-        sha.update(blob);
-        remaining -= BigInt(blob.length);
-        await stream.send(create(SnapshotResponseSchema, { header: first ? header : undefined, remainingBytes: remaining + 32n, blob, version: SERVER_VERSION }));
-        first = false;
+      for await (const chunk of chunks) {
+        // etcd sends 32 KiB blobs.
+        for (let off = 0; off < chunk.length; off += SNAPSHOT_BLOB_BYTES) {
+          const blob = chunk.subarray(off, Math.min(chunk.length, off + SNAPSHOT_BLOB_BYTES));
+          sha.update(blob);
+          remaining -= BigInt(blob.length);
+          await stream.send(create(SnapshotResponseSchema, { header: first ? header : undefined, remainingBytes: remaining + 32n, blob, version: SERVER_VERSION }));
+          first = false;
+        }
       }
       // etcd ends the stream with the sha256 of what was sent, for integrity checks on restore.
       await stream.send(create(SnapshotResponseSchema, { header: first ? header : undefined, remainingBytes: 0n, blob: sha.digest(), version: SERVER_VERSION }));
