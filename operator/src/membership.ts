@@ -8,11 +8,16 @@
 //    with `name` empty for a member that has been added but has not started yet.
 //  - status(endpoint) asks exactly that member; it throws when the member does not answer
 //    within the timeout. The reconciler treats a throw as "unhealthy".
+//  - health(endpoint) is `etcdctl endpoint health`: a linearizable Get of "health" from
+//    exactly that member; it throws when the member cannot serve one within the timeout (a
+//    member can answer Status and still be unable to serve: e.g. one restarted over a wiped
+//    data directory under its old ID, whose raft log is behind what the leader knows it had).
+//    Learners refuse linearizable reads, so it is asked of voters only.
 //  - add/promote/remove/moveLeader are etcd's MemberAdd(isLearner)/MemberPromote/
 //    MemberRemove/MoveLeader; errors carry etcd's own messages (e.g. "etcdserver: can only
 //    promote a learner member which is in sync with leader").
 
-import { Cluster, Maintenance } from "../../node/gen/etcdserverpb/rpc_pb.js";
+import { Cluster, KV, Maintenance } from "../../node/gen/etcdserverpb/rpc_pb.js";
 import { EtcdClient } from "../../node/src/ctl/client.js";
 
 export interface EtcdMember {
@@ -35,6 +40,7 @@ export interface MemberStatus {
 export interface Membership {
   list(): Promise<EtcdMember[]>;
   status(clientURL: string): Promise<MemberStatus>;
+  health(clientURL: string): Promise<void>;
   add(peerURL: string, learner: boolean): Promise<EtcdMember>;
   promote(id: string): Promise<void>;
   remove(id: string): Promise<void>;
@@ -83,6 +89,16 @@ export class GrpcMembership implements Membership {
       version: r.version,
       isLearner: r.isLearner,
     };
+  }
+
+  async health(clientURL: string): Promise<void> {
+    try {
+      await this.one(clientURL).service(KV).range({ key: new TextEncoder().encode("health") }, { timeoutMs: this.timeoutMs });
+    } catch (err) {
+      // etcdctl counts "permission denied" as healthy: the member served the request.
+      if (err instanceof Error && /permission denied/.test(err.message)) return;
+      throw err;
+    }
   }
 
   async add(peerURL: string, learner: boolean): Promise<EtcdMember> {

@@ -126,6 +126,8 @@ export class Reconciler {
       if (url !== undefined && m.name !== "") {
         try {
           const s = await mem.status(url);
+          // Answering Status is not serving: a voter must also serve a linearizable read.
+          if (!m.isLearner) await mem.health(url);
           healthy = true;
           raftIndex = s.raftIndex;
           clusterId = s.clusterId;

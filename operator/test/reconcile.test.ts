@@ -48,6 +48,8 @@ class FakeKube implements Kube {
 class FakeEtcd implements Membership {
   members: EtcdMember[] = [];
   readonly running = new Set<number>();
+  /** Ordinals that answer Status but cannot serve a read (e.g. restarted over a wiped volume). */
+  readonly broken = new Set<number>();
   leader = "";
   readonly log: string[] = [];
   private next = 0x100n;
@@ -67,6 +69,11 @@ class FakeEtcd implements Membership {
     const o = m && ordinalOf(this.c, m.peerURLs[0] ?? "");
     if (m === undefined || o === undefined || !this.running.has(o)) throw new Error("unavailable");
     return { memberId: m.id, clusterId: "00000000000000cc", leaderId: this.leader, raftIndex: 100n, version: "3.6.0", isLearner: m.isLearner };
+  }
+  async health(url: string): Promise<void> {
+    await this.status(url);
+    const m = this.members.find((x) => clientURL(this.c, ordinalOf(this.c, x.peerURLs[0] ?? "") ?? -1) === url);
+    if (this.broken.has(ordinalOf(this.c, m?.peerURLs[0] ?? "") ?? -1)) throw new Error("context deadline exceeded");
   }
   async add(peerURL: string, learner: boolean) {
     const m = { id: (this.next++).toString(16).padStart(16, "0"), name: "", peerURLs: [peerURL], clientURLs: [], isLearner: learner };
@@ -88,10 +95,11 @@ function setup(size: number) {
   };
   const kube = new FakeKube(c);
   const etcd = new FakeEtcd(c);
-  const r = new Reconciler({ kube, membership: () => etcd, log: pino({ level: "silent" }), now: () => Date.parse("2026-12-01T00:00:00Z"), build: { defaultRepository: "r" } });
+  const clock = { ms: Date.parse("2026-12-01T00:00:00Z") };
+  const r = new Reconciler({ kube, membership: () => etcd, log: pino({ level: "silent" }), now: () => clock.ms, build: { defaultRepository: "r" } });
   const replicas = () => (kube.objects.get("StatefulSet/ns/demo")?.["spec"] as { replicas: number } | undefined)?.replicas;
   const configMap = () => (kube.objects.get("ConfigMap/ns/demo-cluster")?.["data"] as Record<string, string> | undefined);
-  return { kube, etcd, r, replicas, configMap };
+  return { kube, etcd, r, replicas, configMap, clock };
 }
 
 describe("reconcile pass", () => {
@@ -156,6 +164,27 @@ describe("reconcile pass", () => {
     kube.log.length = 0;
     await r.pass("ns", "demo");
     assert.deepEqual(kube.log, ["status"], "only the status is written (and it is unchanged)");
+  });
+
+  test("a voter that answers Status but cannot serve a read is unhealthy, and replaced after the timeout", async () => {
+    const { kube, etcd, r, clock } = setup(3);
+    await r.pass("ns", "demo");
+    etcd.seed();
+    for (const k of [1, 2]) {
+      await r.pass("ns", "demo"); // add
+      etcd.start(k);
+      await r.pass("ns", "demo"); // promote
+    }
+    assert.equal((await r.pass("ns", "demo"))?.action.kind, "none");
+    etcd.broken.add(2);
+    assert.equal((await r.pass("ns", "demo"))?.action.kind, "none", "not before replaceUnhealthyAfterSeconds");
+    const st = kube.cluster.status?.members?.find((m) => m.name === "demo-2");
+    assert.equal(st?.healthy, false);
+    assert.equal(kube.cluster.status?.readyMembers, 2);
+    clock.ms += 301_000;
+    const res = await r.pass("ns", "demo");
+    assert.equal(res?.action.kind, "remove");
+    assert.equal(res?.action.kind === "remove" ? res.action.member.id : undefined, st?.id);
   });
 
   test("scale in from the leader: leadership moves first; MemberRemove happens before the StatefulSet shrinks", async () => {
