@@ -5,7 +5,7 @@
 // membership changes (learner add, join, promote, remove).
 
 import assert from "node:assert/strict";
-import { readFileSync, readdirSync } from "node:fs";
+import { readFileSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { create } from "@bufbuild/protobuf";
@@ -89,6 +89,32 @@ for (const impl of impls()) {
       const back = await cl.unary(KV.method.range, { key: enc("k"), rangeEnd: enc("l") });
       assert.deepEqual(new Map(back.kvs.map((kv) => [dec(kv.key), dec(kv.value)])), acked);
       assert.equal(back.header!.revision, all.header!.revision, "same revision everywhere");
+    });
+  });
+
+  test(`${impl}: a member restarted over a wiped data dir with its old ID refuses to bootstrap again instead of serving`, async () => {
+    await withCluster(impl, async (c) => {
+      const leader = await c.waitLeader(c.nodes);
+      const cl = conn(leader);
+      for (let i = 0; i < 20; i++) await cl.unary(KV.method.put, { key: enc(`w${i}`), value: enc("x") });
+      const victim = c.nodes.find((n) => n !== leader)!;
+      // It has the writes, then loses its disk but keeps its name, URLs and ID.
+      await eventually("the follower to have the writes", async () => {
+        const r = await conn(victim).unary(KV.method.range, { key: enc("w19"), serializable: true });
+        return r.kvs.length === 1 ? true : undefined;
+      });
+      await victim.stop();
+      rmSync(victim.dataDir, { recursive: true, force: true });
+      victim.start();
+      // Its peers know it published before (etcd's isMemberBootstrapped): it exits.
+      // (Were it to start, the leader's next heartbeat would commit past its empty
+      // log: raft's "tocommit(N) is out of range", fatal in etcd and in ours.)
+      await eventually("the wiped member to exit", async () => (victim.running ? undefined : true), 60_000);
+      assert.notEqual(victim.exitCode, 0, "exit status of the wiped member");
+      assert.match(victim.logTail(400), /member [0-9a-f]+ has already been bootstrapped/);
+      // The rest keep serving.
+      const r = await cl.unary(KV.method.range, { key: enc("w"), rangeEnd: enc("x") });
+      assert.equal(r.kvs.length, 20);
     });
   });
 

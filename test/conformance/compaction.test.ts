@@ -73,4 +73,4 @@ conformance("HashKV: compact_revision, compacted and future revisions", async ({
   await expectError(c.hashKV(100n), future);
   await c.put({ key: b("c"), value: b("new") });
   assert.notEqual((await c.hashKV(0n)).hash, h1.hash, "a write changes the hash");
-}, { clients: ["grpc", "http", "etcd3"] });
+}, { clients: ["grpc"] }); // HashKV: not in the 3.4 gateway flavour the http client speaks, nor in etcd3; etcdctl has no revision argument

@@ -52,7 +52,7 @@ conformance("binary keys and values (NUL, 0xff)", async ({ c }) => {
   assert.deepEqual(pairs(r.kvs), [["a\0b", "\0\x01\xff"]]);
   const all = await c.range({ key: b("\0"), rangeEnd: b("\0") });
   assert.deepEqual(keys(all.kvs), ["a\0b", "\xff\xfe"]);
-});
+}, { clients: ["grpc", "http", "etcd3"] });
 
 const tree: Array<[string, string]> = [
   ["a", "1"], ["ab", "2"], ["abc", "3"], ["abd", "4"], ["b", "5"], ["ba", "6"], ["c", "7"],
@@ -144,7 +144,7 @@ conformance("keys_only and count_only", async ({ c }) => {
   assert.equal(co.more, false);
   const col = await c.range({ key: b("a"), rangeEnd: b("b"), countOnly: true, limit: 1n });
   assert.equal(col.count, 4n);
-});
+}, { clients: ["grpc", "http", "etcd3"] });
 
 conformance("min/max mod and create revision filters", async ({ c }) => {
   await putAll(c, [["f1", "a"], ["f2", "a"], ["f3", "a"]]); // created 2,3,4
@@ -159,7 +159,7 @@ conformance("min/max mod and create revision filters", async ({ c }) => {
   assert.equal(both.count, 3n, "count is not affected by filters");
   const lim = await c.range({ ...all, minModRevision: 3n, limit: 1n });
   assert.deepEqual(keys(lim.kvs), ["f1"]);
-});
+}, { clients: ["grpc", "http", "etcd3"] });
 
 conformance("historical reads by revision; header is the current revision", async ({ c }) => {
   await c.put({ key: b("h"), value: b("v1") }); // 2
@@ -201,7 +201,7 @@ conformance("put prev_kv", async ({ c }) => {
   const second = await c.put({ key: b("p"), value: b("2"), prevKv: true });
   assert.deepEqual(revs(second.prevKv), ["p", 2n, 2n, 1n]);
   assert.equal(s(second.prevKv?.value), "1");
-});
+}, { clients: ["grpc", "http", "etcdctl"] });
 
 conformance("put ignore_value keeps the value; errors for value provided and missing key", async ({ c }) => {
   await expectError(c.put({ key: b("iv"), ignoreValue: true }), { code: Code.InvalidArgument, message: "etcdserver: key not found" });
@@ -212,7 +212,7 @@ conformance("put ignore_value keeps the value; errors for value provided and mis
   assert.deepEqual(pairs(g.kvs), [["iv", "keep"]]);
   assert.deepEqual(revs(g.kvs[0]), ["iv", 2n, 3n, 2n]);
   await expectError(c.put({ key: b("iv"), value: b("x"), ignoreValue: true }), { code: Code.InvalidArgument, message: "etcdserver: value is provided" });
-});
+}, { clients: ["grpc", "http"] });
 
 conformance("put ignore_lease keeps the lease; errors for lease provided and missing key", async ({ c }) => {
   await expectError(c.put({ key: b("il"), value: b("v"), ignoreLease: true }), { code: Code.InvalidArgument, message: "etcdserver: key not found" });

@@ -245,7 +245,7 @@ conformance("watch from a compacted revision is canceled with compact_revision",
   } finally {
     await w.close();
   }
-}, { clients: ["grpc", "http"] });
+}, { clients: ["grpc"] }); // the http client's gateway watch is half duplex
 
 conformance("watch from a negative start revision after a compaction (etcd 3.6: canceled, compact_revision 0; 3.4 said 3)", async ({ c, kind }) => {
   for (let i = 0; i < 3; i++) await c.put({ key: b("a"), value: b(`v${i}`) }); // 2..4

@@ -191,3 +191,32 @@ test("a node restarted from its durable log keeps its entries and catches up", a
     await net.stop();
   }
 });
+
+test("a message that breaks raft's invariants (commit past an empty log) stops the node through onFatal", async () => {
+  const storage = new MemoryStorage();
+  const fatal: unknown[] = [];
+  const node = new RaftNode({
+    id: 2n,
+    storage,
+    log: new MemLog(),
+    sink: { send: () => {} },
+    sm: { apply: async () => {}, readStates: () => {}, softState: () => {} },
+    tickMs: 100,
+    electionTick: 10,
+    heartbeatTick: 1,
+    applied: 0n,
+    ticker: new ManualTicker(),
+    onFatal: (err) => fatal.push(err),
+  });
+  for (const p of ids) node.rn.raft.applyConfChange({ type: "addNode", nodeId: p });
+  node.start();
+  // A leader that believes this member has 50 entries (it lost them): etcd's raft panics here.
+  node.step({ type: "MsgHeartbeat", from: 1n, to: 2n, term: 1n, commit: 50n } as Message);
+  assert.equal(fatal.length, 1);
+  assert.match(String(fatal[0]), /tocommit\(50\) is out of range \[lastIndex\(0\)\]/);
+  assert.equal(node.isStopped, true);
+  // Later messages are ignored, not stepped.
+  node.step({ type: "MsgHeartbeat", from: 1n, to: 2n, term: 1n, commit: 60n } as Message);
+  assert.equal(fatal.length, 1);
+  await node.stop();
+});

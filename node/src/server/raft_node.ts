@@ -186,7 +186,16 @@ export class RaftNode {
     try {
       this.rn.step(m);
     } catch (err) {
-      if (!(err instanceof RaftError)) throw err;
+      if (!(err instanceof RaftError)) {
+        // An invariant of raft broke (e.g. "tocommit(N) is out of range
+        // [lastIndex(0)]": this member lost its log but kept its ID). etcd's raft
+        // panics here; carrying on would leave a member that answers but cannot
+        // serve. Stop, as a failed persist does.
+        this.stopped = true;
+        this.stopTicker?.();
+        this.o.onFatal(err);
+        return;
+      }
     }
     this.kick();
   }

@@ -255,6 +255,10 @@ export class EtcdServer {
         if (me === undefined) throw new Error(`couldn't find local name ${JSON.stringify(opts.name)} in the initial cluster configuration`);
         memberId = me.id;
         clusterId = clusterIdFrom(members.map((m) => m.id));
+        // etcd's isMemberBootstrapped: a member that lost its data dir must not
+        // bootstrap again under the ID its peers know (its empty log would break
+        // raft's invariants); it has to be removed and added back.
+        if (await isMemberBootstrapped(members, memberId)) throw new Error(`member ${idHex(memberId)} has already been bootstrapped`);
         raftLog = await Wal.create(walDir, { memberId, clusterId }, walOpts);
         const ents: Entry[] = members.map((m, i) => ({
           term: 1n,
@@ -1262,6 +1266,29 @@ async function fetchJson(url: string, init: RequestInit, timeoutMs: number): Pro
  * members listed in --initial-cluster for the cluster (etcd's
  * GetClusterFromRemotePeers) and finds itself by its peer URLs.
  */
+/**
+ * Whether one of the other initial members knows `id` with client URLs (it
+ * published: it ran before). Peers that do not answer within a second, or
+ * answer something else, count as "no", as in etcd.
+ */
+async function isMemberBootstrapped(members: readonly { id: bigint; peerURLs: readonly string[] }[], id: bigint): Promise<boolean> {
+  for (const m of members) {
+    if (m.id === id) continue;
+    for (const u of m.peerURLs) {
+      try {
+        const res = await fetchJson(`${u.replace(/\/$/, "")}/members`, {}, 1000);
+        if (res.status !== 200) continue;
+        const list = (await res.json()) as PeerMemberJson[];
+        const me = list.find((x) => typeof x.id === "string" && BigInt(`0x${x.id}`) === id);
+        return me !== undefined && (me.clientURLs ?? []).length > 0;
+      } catch {
+        // not reachable (yet): try the next
+      }
+    }
+  }
+  return false;
+}
+
 async function fetchClusterFromPeers(opts: ServerOptions): Promise<{ memberId: bigint; clusterId: bigint; members: MemberInfo[] }> {
   const mine = [...opts.initialAdvertisePeerUrls].sort().join(",");
   const urls = (opts.initialCluster ?? []).filter((m) => [...m.peerUrls].sort().join(",") !== mine).flatMap((m) => m.peerUrls);
