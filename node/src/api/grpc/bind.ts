@@ -85,8 +85,8 @@ async function* decoded(call: grpc.ServerDuplexStream<unknown, unknown>): AsyncG
 type AnyCall = { metadata: grpc.Metadata; on(event: string, fn: () => void): unknown };
 
 function contextOf(call: AnyCall): CallContext {
-  const metadata = new Map<string, string>();
-  for (const [k, v] of Object.entries(call.metadata.getMap())) metadata.set(k.toLowerCase(), typeof v === "string" ? v : v.toString());
+  // Metadata is copied only when a handler reads it (none of the hot ones do).
+  let metadata: Map<string, string> | undefined;
   // The signal is made only for handlers that ask for it (watch, lock, election,
   // health): a unary KV call never does, and an AbortController per call plus the
   // DOMException that abort() builds cost measurable time under load.
@@ -99,7 +99,13 @@ function contextOf(call: AnyCall): CallContext {
   call.on("cancelled", end);
   call.on("close", end);
   return {
-    metadata,
+    get metadata(): ReadonlyMap<string, string> {
+      if (metadata === undefined) {
+        metadata = new Map<string, string>();
+        for (const [k, v] of Object.entries(call.metadata.getMap())) metadata.set(k.toLowerCase(), typeof v === "string" ? v : v.toString());
+      }
+      return metadata;
+    },
     get signal(): AbortSignal {
       if (ac === undefined) {
         ac = new AbortController();
