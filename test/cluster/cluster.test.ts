@@ -6,6 +6,7 @@
 
 import assert from "node:assert/strict";
 import { readFileSync, readdirSync, rmSync } from "node:fs";
+import { connect } from "node:net";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { create } from "@bufbuild/protobuf";
@@ -89,6 +90,36 @@ for (const impl of impls()) {
       const back = await cl.unary(KV.method.range, { key: enc("k"), rangeEnd: enc("l") });
       assert.deepEqual(new Map(back.kvs.map((kv) => [dec(kv.key), dec(kv.value)])), acked);
       assert.equal(back.header!.revision, all.header!.revision, "same revision everywhere");
+    });
+  });
+
+  test(`${impl}: a member serves clients only once it has published itself through raft (etcd's ReadyNotify); until then requests wait`, async () => {
+    await withCluster(impl, async (c) => {
+      for (const n of c.nodes) await n.stop();
+      const [m1, m2] = [c.nodes[0]!, c.nodes[1]!];
+      m1.start();
+      await eventually("m1's client port to accept connections", async () =>
+        new Promise<true | undefined>((resolve) => {
+          const sock = connect(m1.spec.clientPort, "127.0.0.1", () => {
+            sock.destroy();
+            resolve(true);
+          });
+          sock.on("error", () => resolve(undefined));
+        }),
+      );
+      // Alone it has no quorum, so it cannot publish: its client port takes connections but answers nothing.
+      const early = fetch(`${m1.clientUrl}/health`, { signal: AbortSignal.timeout(120_000) }).then(async (r) => (await r.json()) as { health: string });
+      const waiting = new GrpcConn(m1.target, { deadlineMs: 3000 });
+      try {
+        await assert.rejects(waiting.unary(Maintenance.method.status, {}), (e: unknown) => e instanceof GrpcCallError && e.code === 4, "Status before publishing");
+      } finally {
+        waiting.close();
+      }
+      // A second member makes a quorum; the held request is answered.
+      m2.start();
+      assert.deepEqual((await early).health, "true");
+      const st = await conn(m1).unary(Maintenance.method.status, {});
+      assert.notEqual(st.leader, 0n);
     });
   });
 

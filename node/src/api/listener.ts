@@ -35,6 +35,12 @@ export interface ClientPortOptions {
    * within this many ms (default 60000; 0 disables).
    */
   readonly sniffTimeoutMs?: number;
+  /**
+   * Connections are accepted at once but not served until this resolves
+   * (etcd's ReadyNotify: a member serves clients once it has published its
+   * name and client URLs through raft; before that, requests wait).
+   */
+  readonly ready?: Promise<unknown>;
 }
 
 export interface ClientPort {
@@ -98,7 +104,22 @@ export async function serveClientPort(opts: ClientPortOptions): Promise<ClientPo
   });
 
   const pending = new Set<net.Socket>();
-  const server = net.createServer((socket) => sniff(socket));
+  let isReady = opts.ready === undefined;
+  const held = new Set<net.Socket>();
+  opts.ready?.then(
+    () => {
+      isReady = true;
+      for (const s of held) if (!s.destroyed) sniff(s);
+      held.clear();
+    },
+    () => undefined,
+  );
+  const server = net.createServer((socket) => {
+    if (isReady) return sniff(socket);
+    held.add(socket);
+    socket.once("close", () => held.delete(socket));
+    socket.on("error", () => socket.destroy());
+  });
   let closing = false;
 
   function sniff(socket: net.Socket): void {
@@ -177,6 +198,8 @@ export async function serveClientPort(opts: ClientPortOptions): Promise<ClientPo
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const s of pending) s.destroy();
       pending.clear();
+      for (const s of held) s.destroy();
+      held.clear();
       injector.drain(graceMs);
       httpServer.close();
       httpServer.closeIdleConnections();

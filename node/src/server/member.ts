@@ -93,7 +93,7 @@ export async function startMember(cfg: Config, logger: Logger, opts: StartOption
     // One port, two protocols, as etcd: HTTP/2 to gRPC, HTTP/1.1 to the gateway and /health, /metrics.
     for (const u of cfg.listenClientUrls) {
       const { host, port } = hostPort(u);
-      const cp = await serveClientPort({ host, port, grpcServer, http });
+      const cp = await serveClientPort({ host, port, grpcServer, http, ready: server.ready });
       clientAddrs.push(`${host.includes(":") ? `[${host}]` : host}:${cp.port}`);
       closers.push(() => cp.close(1000));
     }

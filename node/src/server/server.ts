@@ -144,6 +144,11 @@ export class EtcdServer {
   /** Clock time the current leader was elected (etcd's leadElectedTime). */
   private leadElectedAt = 0;
   private published = false;
+  private markReady: () => void = () => undefined;
+  /** Resolves once this member has published its name and client URLs (etcd's ReadyNotify). */
+  readonly ready: Promise<void> = new Promise<void>((resolve) => {
+    this.markReady = resolve;
+  });
   readonly clock: Clock;
   readonly quota: bigint;
   readonly reqTimeoutMs: number;
@@ -656,7 +661,10 @@ export class EtcdServer {
       });
       entry.id = this.reqIds.next();
       this.proposeEntry(entry).then(
-        () => this.opts.logger.info({ clientUrls: this.opts.advertiseClientUrls }, "published local member to cluster"),
+        () => {
+          this.opts.logger.info({ clientUrls: this.opts.advertiseClientUrls }, "published local member to cluster");
+          this.markReady();
+        },
         () => setTimeout(attempt, 500).unref(),
       );
     };
