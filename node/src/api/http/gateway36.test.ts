@@ -77,7 +77,16 @@ describe("JSON gateway (3.6 flavour) vs real etcd 3.6's gateway", { skip: !avail
     [a, b] = await Promise.all([startEtcd("gw36", [], ETCD36_BIN), startEtcd("gw36", [], ETCD36_BIN)]);
     real = b.clientPort;
     proxy = proxyServices(a.endpoint);
-    const v = JSON.parse((await request(real, "/version", { method: "GET" })).body) as { etcdserver: string; etcdcluster: string; storage: string };
+    // A fresh etcd 3.6 reports storage 3.5.0 until its version monitor migrates the
+    // backend (a few seconds after start); take the versions once it has, or /version
+    // would differ depending on when it is compared.
+    type Versions = { etcdserver: string; etcdcluster: string; storage: string };
+    let v: Versions = JSON.parse((await request(real, "/version", { method: "GET" })).body) as Versions;
+    for (const deadline = Date.now() + 60_000; v.storage !== v.etcdcluster; ) {
+      if (Date.now() > deadline) throw new Error(`etcd 3.6's storage version stayed ${v.storage} (cluster ${v.etcdcluster}) for 60 s`);
+      await new Promise((r) => setTimeout(r, 250));
+      v = JSON.parse((await request(real, "/version", { method: "GET" })).body) as Versions;
+    }
     server = http.createServer(
       createHttpHandler({
         services: proxy.services,
