@@ -7,7 +7,6 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { after, test } from "node:test";
 import { startMember } from "../harness/member.js";
 import type { Impl, Member } from "../harness/member.js";
@@ -15,6 +14,7 @@ import { conformanceTargets } from "../harness/targets.js";
 import { isCI } from "../harness/provision.js";
 import { GrpcConn, GrpcCallError } from "../harness/grpc.js";
 import { KV, Lease, Maintenance } from "../../node/gen/etcdserverpb/rpc_pb.js";
+import { eventually as pollUntil } from "../harness/launch.js";
 
 const enc = (s: string) => new Uint8Array(Buffer.from(s, "latin1"));
 const dec = (u: Uint8Array) => Buffer.from(u).toString("latin1");
@@ -43,21 +43,7 @@ async function withMember(impl: Impl, fn: (m: Member, dir: string) => Promise<vo
   }
 }
 
-/** Polls f until it returns a value (not undefined), with a generous cap. */
-async function eventually<T>(what: string, f: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + CAP_MS;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await f();
-      if (v !== undefined) return v;
-    } catch (e) {
-      last = e;
-    }
-    await sleep(100);
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ""}`);
-}
+const eventually = <T>(what: string, f: () => Promise<T | undefined>): Promise<T> => pollUntil(what, f, CAP_MS, 100);
 
 const targets = conformanceTargets();
 test("durability targets are available", (t) => {

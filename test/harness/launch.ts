@@ -298,8 +298,8 @@ export class Cluster {
   }
 }
 
-/** Polls f until it returns a value other than undefined (errors count as "not yet"). */
-export async function eventually<T>(what: string, f: () => Promise<T | undefined>, capMs = 60_000): Promise<T> {
+/** Polls f every `everyMs` until it returns a value other than undefined (errors count as "not yet"). */
+export async function eventually<T>(what: string, f: () => Promise<T | undefined>, capMs = 60_000, everyMs = 200): Promise<T> {
   const deadline = Date.now() + capMs;
   let last: unknown;
   for (;;) {
@@ -310,6 +310,6 @@ export async function eventually<T>(what: string, f: () => Promise<T | undefined
       last = e;
     }
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last !== undefined ? `: ${String(last)}` : ""}`);
-    await sleep(200);
+    await sleep(everyMs);
   }
 }

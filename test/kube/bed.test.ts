@@ -12,27 +12,16 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import * as k8s from "@kubernetes/client-node";
 import { run } from "../faults/netns.js";
 import { bedDown, bedUp, readState } from "./bed.js";
 import type { Bed } from "./bed.js";
 import { bedIndexOf, netnsName, ownedBy } from "./kubelet/pure.js";
+import { eventually as pollUntil } from "../harness/launch.js";
 
 const NS = "bed-test";
 
-async function eventually<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 180_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) { last = err; }
-    await sleep(500);
-  }
-  throw new Error(`timed out waiting for ${what}${last !== undefined ? `: ${String(last)}` : ""}`);
-}
+const eventually = <T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 180_000): Promise<T> => pollUntil(what, fn, timeoutMs, 500);
 
 function startTime(pid: number): string | undefined {
   try {

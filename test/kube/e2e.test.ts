@@ -30,23 +30,13 @@ import { repoRoot } from "../harness/index.js";
 import { bedDown, bedUp } from "./bed.js";
 import type { Bed } from "./bed.js";
 import { toolPaths } from "./controlplane.js";
+import { eventually as pollUntil } from "../harness/launch.js";
 
 const NS = "apps";
 const CLUSTER = "demo";
 const OPERATOR_NS = "etcd-ts-system";
 
-async function eventually<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs: number, everyMs = 1000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) { last = err; }
-    await sleep(everyMs);
-  }
-  throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}${last !== undefined ? ` (last error: ${last instanceof Error ? last.message : String(last)})` : ""}`);
-}
+const eventually = <T>(what: string, fn: () => Promise<T | undefined>, timeoutMs: number, everyMs = 1000): Promise<T> => pollUntil(what, fn, timeoutMs, everyMs);
 
 const isReady = (p: k8s.V1Pod): boolean => p.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") === true;
 const pidOf = (p: k8s.V1Pod): number => Number(/^bed:\/\/(\d+)$/.exec(p.status?.containerStatuses?.[0]?.containerID ?? "")?.[1]);

@@ -8,27 +8,16 @@ import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, openSync, closeSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import * as k8s from "@kubernetes/client-node";
 import * as yaml from "js-yaml";
 import { freePort, repoRoot } from "../harness/index.js";
 import { startControlPlane, toolPaths } from "./controlplane.js";
 import type { ControlPlane } from "./controlplane.js";
+import { eventually as pollUntil } from "../harness/launch.js";
 
 if (!existsSync(toolPaths().kubeApiserver)) throw new Error(`kube-apiserver not found at ${toolPaths().kubeApiserver}: run \`npm run tools\``);
 
-async function eventually<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) { last = err; }
-    await sleep(250);
-  }
-  throw new Error(`timed out waiting for ${what}${last !== undefined ? `: ${String(last)}` : ""}`);
-}
+const eventually = <T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> => pollUntil(what, fn, timeoutMs, 250);
 
 interface Op { child: ChildProcess; port: number; logFile: string }
 
