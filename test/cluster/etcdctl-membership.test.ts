@@ -78,7 +78,7 @@ async function script(impl: Impl, bin: string): Promise<string[]> {
       const r = ctl(bin, running(), ["member", "add", "m4", `--peer-urls=http://127.0.0.1:${spec.peerPort}`, "--learner"]);
       return r.code === 0 ? r : undefined;
     });
-    const newId = /Member ([0-9a-f]+) added/.exec(add.out)?.[1];
+    const newId = /Member +([0-9a-f]+) added/.exec(add.out)?.[1];
     assert.ok(newId !== undefined, `member add: ${add.out} ${add.err}`);
     ids.set(newId, "m4");
     step("member add m4 --learner", { ...add, out: add.out.replace(/127\.0\.0\.1:\d+/g, "<addr>") });
