@@ -82,6 +82,23 @@ test("an unknown write may have taken effect, late, or never", () => {
   refuses([ev(0, put("a"), 0, 1, "unknown"), ev(1, get("a"), 2, 3), ev(1, put("b"), 4, 5), ev(1, get("a"), 6, 7)]);
 });
 
+test("concurrent writes cannot be observed in two different orders", () => {
+  accepts([ev(0, put("a"), 0, 100), ev(1, put("b"), 0.5, 100), ev(2, get("a"), 1, 2), ev(2, get("b"), 3, 4)]);
+  refuses([
+    ev(0, put("a"), 0, 100),
+    ev(1, put("b"), 0.5, 100),
+    ev(2, get("a"), 1, 2),
+    ev(2, get("b"), 3, 4),
+    ev(3, get("b"), 5, 6),
+    ev(3, get("a"), 7, 8),
+  ]);
+});
+
+test("a failed write had no effect: reading its value is refused", () => {
+  refuses([ev(0, put("a"), 0, 1), ev(1, put("b"), 2, 3, "failed"), ev(2, get("b"), 4, 5)]);
+  accepts([ev(0, put("a"), 0, 1), ev(1, put("b"), 2, 3, "failed"), ev(2, get("a"), 4, 5)]);
+});
+
 test("failed operations are dropped; unobserved unknown writes are not searched", () => {
   const h = [ev(0, put("a"), 0, 1), ev(1, put("x"), 2, 3, "failed"), ev(1, put("y"), 4, 5, "unknown"), ev(2, get("a"), 6, 7), ev(2, get(null), 8, 9, "failed")];
   const r = checkKvHistory(h);

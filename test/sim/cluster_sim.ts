@@ -7,8 +7,10 @@
 //   - A disk per node: a Ready's writes become durable only when its (virtual)
 //     fsync completes; a crash before that loses them, and a crashed node
 //     restarts from exactly what is on its disk.
-//   - Clients writing to a replicated key-value map and reading it
-//     linearizably via ReadIndex, each operation recorded with its outcome.
+//   - Clients issuing puts, deletes and one-key compare-and-swap txns to a
+//     replicated key-value map and reading it linearizably via ReadIndex, each
+//     operation recorded with its outcome (test/faults/kvcheck.ts, the checker
+//     the real-process fault suite uses, judges the history).
 //
 // Safety phase: faults at random. Liveness phase: heal everything, then a
 // leader must be elected and a new write committed within a bound. Invariants
@@ -28,7 +30,7 @@ import {
   isRaftError,
 } from "../../node/src/raft/index.js";
 import { Raft } from "../../node/src/raft/raft.js";
-import { type CheckResult, type Operation, type Outcome, checkLinearizable } from "./linearizability.js";
+import { type KvCheckResult, type KvEvent, type KvOp, type Outcome, checkKvHistory } from "../faults/kvcheck.js";
 
 export const TICK_MS = 10;
 
@@ -42,6 +44,12 @@ export interface SimOptions {
   readonly clients: number;
   /** Record every delivered message in the trace (for debugging one seed). */
   readonly trace?: boolean;
+  /**
+   * A deliberate bug, for the test that proves the simulator can fail:
+   *   staleReads  gets answer from the node's local state at once (no ReadIndex);
+   *   earlyAck    puts and deletes are acknowledged when proposed, before commit.
+   */
+  readonly bug?: "staleReads" | "earlyAck";
 }
 
 export interface SimResult {
@@ -56,7 +64,12 @@ export interface SimResult {
   readonly confChanges: number;
   readonly confChangesApplied: number;
   readonly livenessTicks: number;
-  readonly check: CheckResult;
+  readonly check: KvCheckResult;
+  /** Client operations by kind (put, delete, cas, get), over all outcomes. */
+  readonly kinds: Readonly<Record<KvOp["kind"], number>>;
+  /** Compare-and-swaps acknowledged as succeeded / as failed (compare false). */
+  readonly casSucceeded: number;
+  readonly casFailed: number;
   readonly faults: string;
 }
 
@@ -75,10 +88,40 @@ interface KvState {
   seen: Set<string>;
 }
 
-interface WriteCmd {
-  readonly id: string;
-  readonly key: string;
-  readonly value: string;
+/**
+ * A replicated command. `id` is unique per client operation; the state machine
+ * applies each id once (a duplicated MsgProp can append the same proposal twice).
+ *   put: key := value;  del: key := absent;
+ *   cas: a one-key txn — if key holds `expect` (null: absent) then key := value,
+ *        else read the key (etcd: Txn{compare value, success put, failure range}).
+ */
+type Cmd =
+  | { readonly id: string; readonly op: "put"; readonly key: string; readonly value: string }
+  | { readonly id: string; readonly op: "del"; readonly key: string }
+  | { readonly id: string; readonly op: "cas"; readonly key: string; readonly expect: string | null; readonly value: string };
+
+/** What applying a command answered: for cas, whether the compare held and what the else-branch read. */
+interface CmdResult {
+  readonly succeeded?: boolean;
+  readonly observed?: string | null;
+}
+
+/** Applies `cmd` to the map and returns its answer. Deterministic: every node computes the same. */
+function execute(kv: Map<string, string>, cmd: Cmd): CmdResult {
+  switch (cmd.op) {
+    case "put":
+      kv.set(cmd.key, cmd.value);
+      return {};
+    case "del":
+      kv.delete(cmd.key);
+      return {};
+    case "cas": {
+      const cur = kv.get(cmd.key) ?? null;
+      if (cur !== cmd.expect) return { succeeded: false, observed: cur };
+      kv.set(cmd.key, cmd.value);
+      return { succeeded: true };
+    }
+  }
 }
 
 function encodeState(s: KvState): Uint8Array {
@@ -122,8 +165,8 @@ interface SimNode {
   state: KvState;
   appliedIndex: bigint;
   confState: ConfState;
-  /** Client writes waiting to see their entry applied on this node. */
-  writeWaits: Map<string, (ok: boolean) => void>;
+  /** Client writes waiting to see their entry applied on this node (undefined: the node crashed). */
+  writeWaits: Map<string, (r: CmdResult | undefined) => void>;
   /** Reads: ctx -> (read index once known, completion). */
   readWaits: Map<string, { index: bigint | undefined; done: (value: string | null | undefined) => void; key: string }>;
 }
@@ -246,7 +289,7 @@ export class ClusterSim {
   /** blocked.has("a>b"): messages from a to b are lost. */
   private blocked = new Set<string>();
   private healed = false;
-  private readonly history: Operation[] = [];
+  private readonly history: KvEvent[] = [];
   private readonly trace: string[] = [];
 
   // Invariant bookkeeping.
@@ -345,7 +388,7 @@ export class ClusterSim {
     n.rn = undefined;
     n.writing = false;
     n.incarnation++;
-    for (const w of n.writeWaits.values()) w(false);
+    for (const w of n.writeWaits.values()) w(undefined);
     for (const r of n.readWaits.values()) r.done(undefined);
     n.writeWaits.clear();
     n.readWaits.clear();
@@ -416,15 +459,16 @@ export class ClusterSim {
       if (!this.stateAt.has(e.index)) this.confChangesApplied++;
       n.confState = n.rn!.applyConfChange(Raft.confChangeOf(e));
     } else if (e.data.length > 0) {
-      const cmd = JSON.parse(dec.decode(e.data)) as WriteCmd;
+      const cmd = JSON.parse(dec.decode(e.data)) as Cmd;
       if (!n.state.seen.has(cmd.id)) {
         n.state.seen.add(cmd.id);
-        n.state.kv.set(cmd.key, cmd.value);
-      }
-      const w = n.writeWaits.get(cmd.id);
-      if (w !== undefined) {
-        n.writeWaits.delete(cmd.id);
-        w(true);
+        const result = execute(n.state.kv, cmd);
+        // Only the first application answers; a duplicate entry changes nothing.
+        const w = n.writeWaits.get(cmd.id);
+        if (w !== undefined) {
+          n.writeWaits.delete(cmd.id);
+          w(result);
+        }
       }
     }
     n.appliedIndex = e.index;
@@ -533,30 +577,47 @@ export class ClusterSim {
 
   private runClient(client: number): void {
     let seqNo = 0;
+    /** The value this client last saw or wrote per key: what its compare-and-swaps expect. */
+    const lastSeen = new Map<string, string | null>();
     const next = () => {
       if (this.healed) return;
       const key = `k${this.rand.intn(3)}`;
       const node = this.rand.pick(this.nodes);
-      seqNo++;
-      if (this.rand.chance(0.6)) this.clientPut(client, `c${client}-${seqNo}`, key, node, next);
-      else this.clientGet(client, `r${client}-${seqNo}`, key, node, next);
+      const id = `c${client}-${++seqNo}`;
+      const dice = this.rand.intn(100);
+      if (dice < 35) this.clientWrite(client, { id, op: "put", key, value: id }, node, next, lastSeen);
+      else if (dice < 45) this.clientWrite(client, { id, op: "del", key }, node, next, lastSeen);
+      else if (dice < 65) {
+        // Mostly expect what was last seen (likely to succeed), sometimes absent (likely to fail).
+        const expect = this.rand.chance(0.8) ? (lastSeen.get(key) ?? null) : null;
+        this.clientWrite(client, { id, op: "cas", key, expect, value: id }, node, next, lastSeen);
+      } else this.clientGet(client, id, key, node, next, lastSeen);
     };
     this.at(this.rand.intn(20), next);
   }
 
-  private record(op: Omit<Operation, "ret" | "outcome">, outcome: Outcome): void {
-    this.history.push({ ...op, ret: this.clock++, outcome });
+  private record(ev: Omit<KvEvent, "id" | "ret" | "outcome">, outcome: Outcome): void {
+    this.history.push({ ...ev, id: this.history.length, ret: this.clock++, outcome });
   }
 
-  private clientPut(client: number, id: string, key: string, n: SimNode, next: () => void): void {
-    const value = id;
+  /** A put, delete or compare-and-swap proposed on node `n`, answered when `n` applies it. */
+  private clientWrite(client: number, cmd: Cmd, n: SimNode, next: () => void, lastSeen: Map<string, string | null>): void {
     const invoke = this.clock++;
-    const base = { id, client, key, kind: "put" as const, value, invoke };
+    const base = { client, key: cmd.key, invoke };
     let settled = false;
-    const settle = (outcome: Outcome) => {
+    const settle = (outcome: Outcome, r?: CmdResult) => {
       if (settled) return;
       settled = true;
-      this.record(base, outcome);
+      let op: KvOp;
+      if (cmd.op === "put") op = { kind: "put", value: cmd.value };
+      else if (cmd.op === "del") op = { kind: "delete" };
+      else op = { kind: "cas", expect: cmd.expect, value: cmd.value, succeeded: r?.succeeded, observed: r?.observed };
+      this.record({ ...base, op }, outcome);
+      if (outcome === "ok") {
+        if (cmd.op === "put") lastSeen.set(cmd.key, cmd.value);
+        else if (cmd.op === "del") lastSeen.set(cmd.key, null);
+        else lastSeen.set(cmd.key, r!.succeeded ? cmd.value : (r!.observed ?? null));
+      }
       this.at(this.rand.intn(20), next);
     };
     if (!n.up) {
@@ -564,7 +625,7 @@ export class ClusterSim {
       return;
     }
     try {
-      n.rn!.propose(enc.encode(JSON.stringify({ id, key, value } satisfies WriteCmd)));
+      n.rn!.propose(enc.encode(JSON.stringify(cmd)));
     } catch (err) {
       if (isRaftError(err, "ErrProposalDropped")) {
         settle("failed"); // not appended anywhere
@@ -572,28 +633,39 @@ export class ClusterSim {
       }
       throw err;
     }
-    n.writeWaits.set(id, (ok) => settle(ok ? "ok" : "unknown"));
+    if (this.opts.bug === "earlyAck" && cmd.op !== "cas") {
+      settle("ok");
+      return;
+    }
+    n.writeWaits.set(cmd.id, (r) => (r === undefined ? settle("unknown") : settle("ok", r)));
     this.pump(n);
     const inc = n.incarnation;
     this.at(500, () => {
-      if (n.incarnation === inc) n.writeWaits.delete(id);
+      if (n.incarnation === inc) n.writeWaits.delete(cmd.id);
       settle("unknown");
     });
   }
 
-  private clientGet(client: number, ctx: string, key: string, n: SimNode, next: () => void): void {
+  private clientGet(client: number, ctx: string, key: string, n: SimNode, next: () => void, lastSeen: Map<string, string | null>): void {
     const invoke = this.clock++;
-    const base = { id: ctx, client, key, kind: "get" as const, invoke };
+    const base = { client, key, invoke };
     let settled = false;
     const settle = (value: string | null | undefined) => {
       if (settled) return;
       settled = true;
-      if (value === undefined) this.record({ ...base, value: null }, "failed");
-      else this.record({ ...base, value }, "ok");
+      if (value === undefined) this.record({ ...base, op: { kind: "get", observed: null } }, "failed");
+      else {
+        this.record({ ...base, op: { kind: "get", observed: value } }, "ok");
+        lastSeen.set(key, value);
+      }
       this.at(this.rand.intn(20), next);
     };
     if (!n.up) {
       settle(undefined);
+      return;
+    }
+    if (this.opts.bug === "staleReads") {
+      settle(n.state.kv.get(key) ?? null);
       return;
     }
     n.readWaits.set(ctx, { index: undefined, done: settle, key });
@@ -766,7 +838,7 @@ export class ClusterSim {
       const leader = this.nodes.find((n) => n.up && n.rn!.state === "leader");
       if (leader !== undefined) {
         try {
-          leader.rn!.propose(enc.encode(JSON.stringify({ id: probeId, key: "liveness", value: "1" } satisfies WriteCmd)));
+          leader.rn!.propose(enc.encode(JSON.stringify({ id: probeId, op: "put", key: "liveness", value: "1" } satisfies Cmd)));
           this.pump(leader);
         } catch (err) {
           if (!isRaftError(err, "ErrProposalDropped")) throw err;
@@ -783,9 +855,19 @@ export class ClusterSim {
     // Let every client operation finish (timeouts are 500ms) and the cluster settle.
     this.runUntil(this.now + 1000);
 
-    const check = checkLinearizable(this.history);
+    const check = checkKvHistory(this.history);
     if (!check.ok) this.fail(`history is not linearizable on key ${check.key}: ${check.reason}`);
     const count = (o: Outcome) => this.history.filter((h) => h.outcome === o).length;
+    const kinds = { put: 0, delete: 0, cas: 0, get: 0 };
+    let casSucceeded = 0;
+    let casFailed = 0;
+    for (const h of this.history) {
+      kinds[h.op.kind]++;
+      if (h.op.kind === "cas" && h.outcome === "ok") {
+        if (h.op.succeeded) casSucceeded++;
+        else casFailed++;
+      }
+    }
     return {
       seed: this.opts.seed,
       ops: this.history.length,
@@ -799,6 +881,9 @@ export class ClusterSim {
       confChangesApplied: this.confChangesApplied,
       livenessTicks: Math.ceil((committedAt - healedAt) / TICK_MS),
       check,
+      kinds,
+      casSucceeded,
+      casFailed,
       faults: describeFaults(this.faults),
     };
   }
