@@ -114,7 +114,9 @@ export async function serveClientPort(opts: ClientPortOptions): Promise<ClientPo
     },
     () => undefined,
   );
-  const server = net.createServer((socket) => {
+  // noDelay: a gRPC response must not wait in Nagle's buffer for the client's delayed ACK
+  // (etcd's Go listener disables Nagle on every TCP connection too).
+  const server = net.createServer({ noDelay: true }, (socket) => {
     if (isReady) return sniff(socket);
     held.add(socket);
     socket.once("close", () => held.delete(socket));
