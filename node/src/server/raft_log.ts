@@ -18,5 +18,7 @@ export interface RaftLogStore {
   /** Records at or below `index` are no longer needed (the backend is fsynced past it). */
   releaseTo(index: bigint): Promise<void>;
   close(): Promise<void>;
+  /** Set by the owner to observe how long each fsync of the log took (the WAL fsync metric). */
+  onFsync?: ((seconds: number) => void) | undefined;
 }
 

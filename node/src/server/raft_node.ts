@@ -101,8 +101,6 @@ export interface RaftNodeOptions {
    */
   snapshotCount?: bigint;
   catchUpEntries?: bigint;
-  /** Seconds each durable log write took (the WAL fsync metric). */
-  onPersist?(seconds: number): void;
   /** A persist or apply failed: memory may be ahead of disk. The node stops. */
   onFatal(err: unknown): void;
 }
@@ -283,11 +281,7 @@ export class RaftNode {
           await this.o.log.saveSnapshot(rd.snapshot.metadata); // the WAL sees it replaces the log
           this.storage.applySnapshot(rd.snapshot);
         }
-        if (rd.entries.length > 0 || rd.hardState !== undefined) {
-          const t0 = performance.now();
-          await this.o.log.save(rd.hardState, rd.entries);
-          this.o.onPersist?.((performance.now() - t0) / 1000);
-        }
+        if (rd.entries.length > 0 || rd.hardState !== undefined) await this.o.log.save(rd.hardState, rd.entries);
         // ---- crash boundary A: this Ready's entries and hard state are durable ----
         this.storage.append(rd.entries);
         if (rd.hardState !== undefined) this.storage.setHardState(rd.hardState);

@@ -194,6 +194,7 @@ export class EtcdServer {
       onSnapshot: (m, payload) => this.receiveSnapshot(m.snapshot?.metadata.index ?? 0n, payload),
     });
     const rlog = opts.logger.child({ component: "raft" });
+    raftLog.onFsync = (sec) => this.metrics.fsync.observe(sec);
     this.raft = new RaftNode({
       id: memberId,
       storage,
@@ -217,7 +218,6 @@ export class EtcdServer {
       preVote: opts.preVote ?? true,
       logger: { debug: (t) => rlog.debug(t), info: (t) => rlog.info(t), warn: (t) => rlog.warn(t) },
       onFatal: (err) => this.fatal(err),
-      onPersist: (sec) => this.metrics.fsync.observe(sec),
       ...(opts.ticker !== undefined ? { ticker: opts.ticker } : {}),
     });
   }

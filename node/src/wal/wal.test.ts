@@ -277,6 +277,57 @@ test("group commit: concurrent saves share fsyncs, and all of them are durable w
   assert.deepEqual(state.hardState, hs(1, 1, 28));
 });
 
+test("must-sync rule: a commit-only hard state costs no write; the next written batch carries it", async () => {
+  const fs = await simWithDir();
+  const w = await Wal.create(DIR, META, { fs });
+  await w.save(hs(2, 1, 0), ents(1, 3, 2));
+  const syncs = fs.counts.sync;
+  const appends = fs.counts.append;
+  await w.save(hs(2, 1, 2), []);
+  await w.save(hs(2, 1, 3), []);
+  assert.equal(fs.counts.sync - syncs, 0, "no fsync for a commit-only change");
+  assert.equal(fs.counts.append - appends, 0, "nor a write");
+  // A crash now loses only the commit (volatile in raft): entries and term/vote stay.
+  const lost = await Wal.open(DIR, META, { fs: fs.crashImage(new SeededRand(1)) });
+  assert.deepEqual(lost.state.hardState, hs(2, 1, 0));
+  assert.equal(lost.state.entries.length, 3);
+  await lost.wal.close();
+  // A term or vote change is synced at once, and so is the newest commit with it.
+  await w.save(hs(3, 2, 3), []);
+  assert.equal(fs.counts.sync - syncs, 1);
+  const voted = await Wal.open(DIR, META, { fs: fs.crashImage(new SeededRand(2)) });
+  assert.deepEqual(voted.state.hardState, hs(3, 2, 3));
+  await voted.wal.close();
+  // Entries without a hard state carry a skipped commit along.
+  await w.save(hs(3, 2, 4), []);
+  await w.save(undefined, [ent(4, 3)]);
+  assert.equal(fs.counts.sync - syncs, 2);
+  const carried = await Wal.open(DIR, META, { fs: fs.crashImage(new SeededRand(3)) });
+  assert.deepEqual(carried.state.hardState, hs(3, 2, 4));
+  assert.equal(carried.state.entries.length, 4);
+  await carried.wal.close();
+  // While a batch is in flight, a commit-only save waits behind it (call order) and is
+  // written only if a later call in its group must be durable.
+  let release: () => void = () => {};
+  fs.onSync = () => new Promise<void>((r) => (release = r));
+  const inFlight = w.save(undefined, [ent(5, 3)]);
+  await new Promise((r) => setImmediate(r));
+  const lazy = w.save(hs(3, 2, 5), []);
+  let lazyDone = false;
+  void lazy.then(() => (lazyDone = true));
+  await new Promise((r) => setImmediate(r));
+  assert.equal(lazyDone, false, "queued behind the batch in flight");
+  fs.onSync = undefined;
+  release();
+  await inFlight;
+  await lazy;
+  const queued = await Wal.open(DIR, META, { fs: fs.crashImage(new SeededRand(4)) });
+  assert.deepEqual(queued.state.hardState, hs(3, 2, 4), "commit 5 was not written");
+  assert.equal(queued.state.entries.length, 5);
+  await queued.wal.close();
+  await w.close();
+});
+
 test("an fsync failure fails the WAL for good; a reopen recovers everything that resolved", async () => {
   const fs = await simWithDir();
   const w = await Wal.create(DIR, META, { fs });

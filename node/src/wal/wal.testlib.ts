@@ -29,13 +29,21 @@ export function snapMeta(index: number | bigint, term: number | bigint, voters: 
 
 /** The log a sequence of calls describes, computed the obvious way. */
 export class Model {
+  /** The newest hard state given (what the next call is checked against). */
   hardState: HardState = EMPTY_HARD_STATE;
+  /**
+   * The hard state replay gives back: a save without entries that changes only the
+   * commit index is not written (raft's must-sync rule); the next written batch
+   * (entries, a marker, or a term or vote change) carries the newest one.
+   */
+  durableHardState: HardState = EMPTY_HARD_STATE;
   snapshot: SnapshotMetadata = ZERO_SNAP;
   entries: Entry[] = [];
 
   clone(): Model {
     const m = new Model();
     m.hardState = this.hardState;
+    m.durableHardState = this.durableHardState;
     m.snapshot = this.snapshot;
     m.entries = [...this.entries];
     return m;
@@ -44,6 +52,7 @@ export class Model {
   static from(s: WalState): Model {
     const m = new Model();
     m.hardState = s.hardState;
+    m.durableHardState = s.hardState;
     m.snapshot = s.snapshot;
     m.entries = [...s.entries];
     return m;
@@ -64,17 +73,21 @@ export class Model {
       this.entries.length = Number(first.index - this.snapshot.index - 1n);
       this.entries.push(...es);
     }
+    const prev = this.hardState;
     if (h !== undefined && !isEmptyHardState(h)) this.hardState = h;
+    const h2 = this.hardState;
+    if (es.length > 0 || h2.term !== prev.term || h2.vote !== prev.vote) this.durableHardState = h2;
   }
 
   saveSnapshot(m: SnapshotMetadata): void {
     if (this.termAt(m.index) === m.term) this.entries = this.entries.slice(Number(m.index - this.snapshot.index));
     else this.entries = [];
     this.snapshot = m;
+    this.durableHardState = this.hardState;
   }
 
   key(): string {
-    return stateKey({ hardState: this.hardState, snapshot: this.snapshot, entries: this.entries });
+    return stateKey({ hardState: this.durableHardState, snapshot: this.snapshot, entries: this.entries });
   }
 }
 

@@ -50,7 +50,15 @@
  *
  * ## Durability
  *
- * save() and saveSnapshot() resolve only after their batch is fdatasync'ed. A new
+ * save() and saveSnapshot() resolve only after their batch is fdatasync'ed, with one
+ * exception, raft's "must sync" rule (etcd's wal.Save does the same): a save that
+ * brings no entries and changes only the hard state's commit index writes nothing
+ * and resolves at once. The commit index is volatile in raft (a restarted member
+ * learns it again from the leader; entries it had applied past the replayed commit
+ * are skipped by the state machine's consistent index), so it need not cost an
+ * fsync; the newest hard state rides along with the next batch that is written.
+ * Every batch that is written is synced before the next one starts, which keeps
+ * the recovery rule below true. A new
  * segment is written to `<name>.tmp`, synced, renamed and the directory synced
  * before any batch goes into it. create() builds the first segment in `<dir>.tmp`
  * and renames the directory into place. A failed write, fsync, rename or unlink
@@ -155,6 +163,8 @@ interface Pending {
   readonly marker: { meta: SnapshotMetadata; replacesLog: boolean } | undefined;
   readonly entries: readonly Entry[];
   readonly hs: HardState | undefined;
+  /** A commit-only hard state: written only if its batch is written anyway. */
+  readonly lazy?: boolean;
   resolve(): void;
   reject(err: unknown): void;
 }
@@ -184,6 +194,10 @@ export class Wal {
   /** Index of the latest durable snapshot marker (what releaseTo may rely on). */
   private durableSnapIndex: bigint;
   private queue: Pending[] = [];
+  /** Observes each batch's fdatasync, in seconds (etcd_disk_wal_fsync_duration_seconds). */
+  onFsync: ((seconds: number) => void) | undefined;
+  /** A commit-only hard state not written yet (see Durability): the next written batch carries it. */
+  private unwrittenHs: HardState | undefined;
   private flushing: Promise<void> | undefined;
   private releasing: Promise<void> = Promise.resolve();
   private failure: WalFailedError | undefined;
@@ -335,7 +349,9 @@ export class Wal {
 
   /**
    * Appends `entries` (replacing any entries at or after the first one's index) and
-   * records `hs`; resolves once durable. Throws RangeError (and writes nothing) if
+   * records `hs`; resolves once durable — except that a save of no entries whose hard
+   * state differs from the last one only in `commit` resolves at once without writing
+   * (raft's must-sync rule; see Durability at the top). Throws RangeError (and writes nothing) if
    * the entries do not fit the log: a gap, at or below the snapshot, a term below its
    * predecessor's, or a hard state whose term or commit goes backwards.
    */
@@ -349,8 +365,19 @@ export class Wal {
       return Promise.reject(err);
     }
     for (const e of entries) this.mustApply(this.state.appendEntry(e.index, e.term, undefined));
-    const changed = h !== undefined && !hardStateEqual(h, this.state.hardState);
+    const prev = this.state.hardState;
+    const changed = h !== undefined && !hardStateEqual(h, prev);
     if (changed) this.state.hardState = h;
+    if (entries.length === 0 && (!changed || (h.term === prev.term && h.vote === prev.vote))) {
+      // Nothing that must be durable: no entries, and term and vote unchanged.
+      if (!changed) return this.enqueue(undefined, [], undefined); // a barrier, as before
+      if (this.flushing === undefined) {
+        this.unwrittenHs = h;
+        return Promise.resolve();
+      }
+      // Batches are on their way: stay in call order behind them (see writeGroup).
+      return this.enqueue(undefined, [], h, true);
+    }
     return this.enqueue(undefined, entries, changed ? h : undefined);
   }
 
@@ -414,9 +441,9 @@ export class Wal {
     return this.failure;
   }
 
-  private enqueue(marker: Pending["marker"], entries: readonly Entry[], hs: HardState | undefined): Promise<void> {
+  private enqueue(marker: Pending["marker"], entries: readonly Entry[], hs: HardState | undefined, lazy = false): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ marker, entries, hs, resolve, reject });
+      this.queue.push({ marker, entries, hs, lazy, resolve, reject });
       // Start on a microtask, so that calls made in the same tick share the batch.
       if (this.flushing === undefined) this.flushing = Promise.resolve().then(() => this.flush());
     });
@@ -447,7 +474,30 @@ export class Wal {
     const recs: RecordSpec[] = [];
     const w = this.written;
     let { last, lastTerm, snap, hs } = w;
-    for (const p of group) {
+    // The commit-only hard state left unwritten before this group (older than all of it).
+    const carried = this.unwrittenHs;
+    this.unwrittenHs = undefined;
+    // Commit-only hard states after the group's last call that must be durable are not
+    // written either: the newest waits for the next written batch, as in save().
+    // (unwrittenHs is set only here or in save() while no batch is in flight, so it is
+    // always older than any queued call.)
+    let lastDurable = -1;
+    group.forEach((p, i) => {
+      if (p.marker !== undefined || p.entries.length > 0 || (p.hs !== undefined && !p.lazy)) lastDurable = i;
+    });
+    for (let i = lastDurable + 1; i < group.length; i++) if (group[i]!.hs !== undefined) this.unwrittenHs = group[i]!.hs;
+    if (lastDurable < 0) {
+      this.unwrittenHs ??= carried;
+      return;
+    }
+    const calls = group.slice(0, lastDurable + 1);
+    if (carried !== undefined) {
+      // The commit the log skipped writing goes first: it is older than every call of
+      // this batch, and replay must see it before a marker or hard state that follows it.
+      recs.push(hardStateSpec(carried));
+      hs = carried;
+    }
+    for (const p of calls) {
       if (p.marker !== undefined) {
         recs.push(snapshotSpec({ snapshot: p.marker.meta, replacesLog: p.marker.replacesLog }));
         snap = p.marker.meta;
@@ -476,7 +526,9 @@ export class Wal {
     await this.file.append(buf);
     this.offset += buf.length;
     this.nextBatch++;
+    const t0 = performance.now();
     await this.file.sync();
+    this.onFsync?.((performance.now() - t0) / 1000);
     this.durableSnapIndex = snap.index;
   }
 
