@@ -7,7 +7,7 @@ import { existsSync } from "node:fs";
 import { createServer, type Server as HttpServer } from "node:http";
 import { join } from "node:path";
 import type { Logger } from "pino";
-import { bindServices, grpcHardCap } from "../api/grpc/bind.js";
+import { bindServices, receiveLimit } from "../api/grpc/bind.js";
 import { createHttpHandler, type HealthSource } from "../api/http/index.js";
 import { serveClientPort } from "../api/listener.js";
 import { checkInitialClusterForBootstrap, type Config } from "../config/config.js";
@@ -67,9 +67,8 @@ export async function startMember(cfg: Config, logger: Logger, opts: StartOption
     onRemoved: () => void member.stop().finally(() => opts.onRemoved?.()),
   });
   const grpcServer = new grpc.Server({
-    // etcd: requests up to max-request-bytes plus 512 KiB of gRPC overhead (checked
-    // in bindServices with etcd's text); grpc-js's own check sits above that.
-    "grpc.max_receive_message_length": grpcHardCap(cfg.maxRequestBytes + 512 * 1024),
+    // etcd: requests up to max-request-bytes plus 512 KiB of gRPC overhead.
+    ...receiveLimit(cfg.maxRequestBytes + 512 * 1024),
     "grpc.max_send_message_length": 2 ** 31 - 1,
     "grpc.keepalive_time_ms": cfg.grpcKeepaliveInterval,
     "grpc.keepalive_timeout_ms": cfg.grpcKeepaliveTimeout,
@@ -77,7 +76,7 @@ export async function startMember(cfg: Config, logger: Logger, opts: StartOption
     "grpc.max_concurrent_streams": Math.min(cfg.maxConcurrentStreams, 2 ** 31 - 1),
   });
   const services = allServices(server);
-  bindServices(grpcServer, services, logger.child({ component: "grpc" }), cfg.maxRequestBytes + 512 * 1024, { hasLeader: () => server.leader !== 0n });
+  bindServices(grpcServer, services, logger.child({ component: "grpc" }), { hasLeader: () => server.leader !== 0n });
   const httpLog = logger.child({ component: "http" });
   const http = createHttpHandler({
     services,

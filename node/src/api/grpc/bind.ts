@@ -30,27 +30,18 @@ class Undecodable {
 }
 
 /**
- * A request over the receive limit. grpc-js checks its own limit with its own
- * text; etcd (grpc-go) answers ResourceExhausted with "grpc: received message
- * larger than max (N vs. LIMIT)". We enforce etcd's limit here with etcd's text
- * and give grpc-js a higher hard cap (see grpcHardCap), so only requests beyond
- * that cap get grpc-js's wording (same code).
+ * The grpc.Server option for etcd's gRPC receive limit, `limit` =
+ * --max-request-bytes + 512 KiB. grpc-js refuses a larger request from its
+ * 5-byte length prefix (nothing buffered), as grpc-go does, with ResourceExhausted
+ * and, patched (patches/@grpc+grpc-js+*.patch: grpc-js has no option for the text),
+ * grpc-go's "grpc: received message larger than max (N vs. LIMIT)".
  */
-class Oversized {
-  constructor(
-    readonly size: number,
-    readonly limit: number,
-  ) {}
+export function receiveLimit(limit: number): grpc.ServerOptions {
+  return { "grpc.max_receive_message_length": limit };
 }
 
-/** grpc-js's own receive limit for a server whose etcd limit is `limit`. */
-export function grpcHardCap(limit: number): number {
-  return Math.max(4 * limit, limit + 4 * 1024 * 1024);
-}
-
-function deserializer(schema: DescMessage, limit: number | undefined) {
+function deserializer(schema: DescMessage) {
   return (buf: Buffer) => {
-    if (limit !== undefined && buf.length > limit) return new Oversized(buf.length, limit);
     try {
       return fromBinary(schema, buf);
     } catch (err) {
@@ -60,9 +51,6 @@ function deserializer(schema: DescMessage, limit: number | undefined) {
 }
 
 function undecodable(req: unknown): Partial<grpc.StatusObject> | undefined {
-  if (req instanceof Oversized) {
-    return { code: grpc.status.RESOURCE_EXHAUSTED, details: `grpc: received message larger than max (${req.size} vs. ${req.limit})` };
-  }
   if (!(req instanceof Undecodable)) return undefined;
   return { code: grpc.status.INTERNAL, details: `grpc: error unmarshalling request: ${req.reason}` };
 }
@@ -141,35 +129,29 @@ function noLeader(call: AnyCall, opts: BindOptions): boolean {
 }
 
 /**
- * Adds every service and method to the server; unimplemented methods answer
- * Unimplemented. `maxReceiveBytes` is etcd's gRPC receive limit (requests over
- * it are refused with etcd's text); the grpc.Server must be created with
- * "grpc.max_receive_message_length" = grpcHardCap(maxReceiveBytes).
+ * Adds every service and its implemented methods to the server (created with
+ * receiveLimit(...) for etcd's receive limit). A method without a handler is not
+ * registered: the patched grpc-js answers a path it has no handler for as grpc-go
+ * does, Unimplemented "unknown method M for service S" ("unknown service S" when
+ * no method of S is registered).
  */
-export function bindServices(server: grpc.Server, services: AnyServiceImpl[], log: Logger, maxReceiveBytes?: number, opts: BindOptions = {}): void {
+export function bindServices(server: grpc.Server, services: AnyServiceImpl[], log: Logger, opts: BindOptions = {}): void {
   for (const impl of services) {
     const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
     const implementation: grpc.UntypedServiceImplementation = {};
     for (const m of impl.service.methods) {
+      const h = impl.handlers[m.localName];
+      if (h === undefined) continue;
       const path = `/${impl.service.typeName}/${m.name}`;
       definition[m.localName] = {
         path,
         requestStream: m.methodKind === "client_streaming" || m.methodKind === "bidi_streaming",
         responseStream: m.methodKind === "server_streaming" || m.methodKind === "bidi_streaming",
         requestSerialize: serializer(m.input),
-        requestDeserialize: deserializer(m.input, maxReceiveBytes),
+        requestDeserialize: deserializer(m.input),
         responseSerialize: serializer(m.output),
-        responseDeserialize: deserializer(m.output, undefined),
+        responseDeserialize: deserializer(m.output),
       };
-      const h = impl.handlers[m.localName];
-      if (h === undefined) {
-        implementation[m.localName] = ((call: unknown, cb?: grpc.sendUnaryData<unknown>) => {
-          const st = { code: grpc.status.UNIMPLEMENTED, details: `unknown method ${m.name} for service ${impl.service.typeName}` };
-          if (cb) cb(st);
-          else (call as grpc.ServerWritableStream<unknown, unknown>).destroy(Object.assign(new Error(st.details), st));
-        }) as grpc.UntypedHandleCall;
-        continue;
-      }
       switch (m.methodKind) {
         case "unary":
           implementation[m.localName] = ((call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {

@@ -15,7 +15,7 @@ import { KV } from "../../../gen/etcdserverpb/rpc_pb.js";
 import { EtcdServer } from "../../server/server.js";
 import { allServices } from "../../server/services.js";
 import { testServerOptions } from "../../server/options.testlib.js";
-import { bindServices, grpcHardCap } from "./bind.js";
+import { bindServices, receiveLimit } from "./bind.js";
 
 export const ETCD = "/usr/bin/etcd";
 export const ETCDCTL = "/usr/bin/etcdctl";
@@ -42,8 +42,8 @@ export async function startOurs(tag = "rpc"): Promise<Target> {
   const logger = pino({ level: "silent" });
   const s = await EtcdServer.start(testServerOptions(dir, { logger }));
   const limit = 1572864 + 512 * 1024;
-  const g = new grpc.Server({ "grpc.max_receive_message_length": grpcHardCap(limit) });
-  bindServices(g, allServices(s), logger, limit);
+  const g = new grpc.Server(receiveLimit(limit));
+  bindServices(g, allServices(s), logger);
   const port = await new Promise<number>((resolve, reject) =>
     g.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
   );

@@ -14,7 +14,7 @@ import { KV, Watch, WatchRequestSchema, WatchResponseSchema, type WatchRequest, 
 import { EtcdServer } from "../../server/server.js";
 import { allServices } from "../../server/services.js";
 import { testServerOptions } from "../../server/options.testlib.js";
-import { bindServices, grpcHardCap } from "./bind.js";
+import { bindServices, receiveLimit } from "./bind.js";
 import { Client, eventually } from "./rpc.testlib.js";
 
 const STREAMS = 12;
@@ -27,8 +27,8 @@ test("watch streams and watchers are released when client streams end", async ()
   const logger = pino({ level: "silent" });
   const s = await EtcdServer.start(testServerOptions(dir, { logger }));
   const limit = 1572864 + 512 * 1024;
-  const g = new grpc.Server({ "grpc.max_receive_message_length": grpcHardCap(limit) });
-  bindServices(g, allServices(s), logger, limit);
+  const g = new grpc.Server(receiveLimit(limit));
+  bindServices(g, allServices(s), logger);
   const port = await new Promise<number>((resolve, reject) =>
     g.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
   );
@@ -85,7 +85,7 @@ test("a half-closed watch stream keeps delivering events until the client goes a
   const logger = pino({ level: "silent" });
   const s = await EtcdServer.start(testServerOptions(dir, { logger }));
   const g = new grpc.Server();
-  bindServices(g, allServices(s), logger, 1572864 + 512 * 1024);
+  bindServices(g, allServices(s), logger);
   const port = await new Promise<number>((resolve, reject) =>
     g.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
   );
