@@ -31,7 +31,6 @@
 import {
   type Entry,
   type Message,
-  MemoryStorage,
   RaftError,
   type ReadState,
   SeededRand,
@@ -41,6 +40,7 @@ import {
   encodeConfChange,
   isRaftError,
 } from "../../node/src/raft/index.js";
+import { restoreStorage } from "../../node/src/server/raft_log.js";
 import { RaftNode, type StateMachine, type Ticker } from "../../node/src/server/raft_node.js";
 import { SimFs } from "../../node/src/wal/sim_fs.js";
 import { Wal, type WalState } from "../../node/src/wal/wal.js";
@@ -592,10 +592,7 @@ export class DriverSim {
     const st = opened.state;
     if (st.repairedTail !== undefined) this.tornTails++;
     this.checkWal(n, st);
-    const storage = new MemoryStorage();
-    if (st.snapshot.index > 0n) storage.applySnapshot({ metadata: st.snapshot, data: new Uint8Array(0) });
-    storage.append(st.entries);
-    storage.setHardState(st.hardState);
+    const storage = restoreStorage(st); // as EtcdServer.start does
 
     const sm = new SimKv(this, n, n.backend.durable);
     if (sm.applied > 0n) this.checkState(n, sm.applied, sm.hash(), "in the durable backend after a restart");

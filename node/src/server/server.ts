@@ -42,7 +42,7 @@ import { AlarmStore, Applier, type ApplyResult } from "./applier.js";
 import { executeRange } from "./range.js";
 import { Metrics } from "./metrics.js";
 import { purgeSnapDbs, receiveSnapshotFile, restoreBackend, snapDbName, snapshotStream } from "./snapshot.js";
-import type { RaftLogStore } from "./raft_log.js";
+import { restoreStorage, type RaftLogStore } from "./raft_log.js";
 import { Wal } from "../wal/index.js";
 import { RaftNode, type Ticker } from "./raft_node.js";
 import { Membership, clusterIdFrom, decodeCcContext, encodeCcContext, memberIdFrom, type MemberInfo } from "./membership.js";
@@ -230,7 +230,7 @@ export class EtcdServer {
     let raftLog: RaftLogStore | undefined;
     try {
       const membership = await Membership.load(backend);
-      const storage = new MemoryStorage();
+      let storage = new MemoryStorage();
       let memberId: bigint;
       let clusterId: bigint;
       let bootstrap: MemberInfo[] | undefined;
@@ -241,9 +241,7 @@ export class EtcdServer {
         raftLog = o.wal;
         memberId = o.meta.memberId;
         clusterId = o.meta.clusterId;
-        if (o.state.snapshot.index > 0n) storage.applySnapshot({ metadata: o.state.snapshot, data: new Uint8Array(0) });
-        storage.append(o.state.entries);
-        storage.setHardState(o.state.hardState);
+        storage = restoreStorage(o.state);
       } else if ((opts.initialClusterState ?? "new") === "new") {
         // etcd's bootstrap of a new cluster: every member derives the same IDs from
         // --initial-cluster and starts its log with one committed AddNode per member.
