@@ -7,14 +7,14 @@
 //   DRIVER_SIM_TRACE=1   with DRIVER_SIM_SEED, print the last events on failure
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { DriverSim, DriverSimFailure, type DriverSimResult } from "./driver_sim.js";
+import { DriverSim, type DriverSimBug, DriverSimFailure, type DriverSimResult } from "./driver_sim.js";
 
 /** Seeds at or above this run five members; below, three. */
 const FIVE_NODE_BASE = 1_000_000;
 const only = process.env["DRIVER_SIM_SEED"];
 const count = Number(process.env["DRIVER_SIM_SEEDS"] ?? "0");
 
-function runSeed(seed: number, bug?: "staleReads" | "earlyAck"): Promise<DriverSimResult> {
+function runSeed(seed: number, bug?: DriverSimBug): Promise<DriverSimResult> {
   return new DriverSim({
     seed,
     nodes: seed >= FIVE_NODE_BASE ? 5 : 3,
@@ -74,11 +74,11 @@ if (only !== undefined) {
   });
   // The simulator must be able to fail: with a deliberate bug, some seed's history
   // is refused by the checker, and the failure names the seed.
-  for (const bug of ["staleReads", "earlyAck"] as const) {
+  for (const bug of ["staleReads", "earlyAck", "lazyFsync"] as const) {
     test(`driver sim: a deliberate bug (${bug}) is caught`, async () => {
       let caught: DriverSimFailure | undefined;
       let tried = 0;
-      for (let seed = 1; seed <= 20 && caught === undefined; seed++) {
+      for (let seed = 1; seed <= 100 && caught === undefined; seed++) {
         tried++;
         try {
           await runSeed(seed, bug);

@@ -40,9 +40,10 @@ import {
   encodeConfChange,
   isRaftError,
 } from "../../node/src/raft/index.js";
-import { restoreStorage } from "../../node/src/server/raft_log.js";
+import { type RaftLogStore, restoreStorage } from "../../node/src/server/raft_log.js";
 import { RaftNode, type StateMachine, type Ticker } from "../../node/src/server/raft_node.js";
-import { SimFs } from "../../node/src/wal/sim_fs.js";
+import { WalFailedError } from "../../node/src/wal/errors.js";
+import { SimFaultError, SimFs } from "../../node/src/wal/sim_fs.js";
 import { Wal, type WalState } from "../../node/src/wal/wal.js";
 import { type KvCheckResult, type KvEvent, type KvOp, type Outcome, checkKvHistory } from "../faults/kvcheck.js";
 import { type Cmd, type CmdResult, EventQueue, execute, randomPartition } from "./sim_shared.js";
@@ -51,6 +52,8 @@ export const TICK_MS = 10;
 const ELECTION_TICK = 10;
 const WAL_DIR = "/member/wal";
 const CLUSTER_ID = 0xc105n;
+
+export type DriverSimBug = "staleReads" | "earlyAck" | "lazyFsync";
 
 export interface DriverSimOptions {
   readonly seed: number;
@@ -65,9 +68,11 @@ export interface DriverSimOptions {
   /**
    * A deliberate bug, for the test that proves the simulator can fail:
    *   staleReads  gets answer from the node's local state at once (no ReadIndex);
-   *   earlyAck    puts and deletes are acknowledged when proposed, before commit.
+   *   earlyAck    puts and deletes are acknowledged when proposed, before commit;
+   *   lazyFsync   the raft log's save() resolves before the WAL's fsync (acks and
+   *               votes leave before they are durable).
    */
-  readonly bug?: "staleReads" | "earlyAck";
+  readonly bug?: DriverSimBug;
 }
 
 export interface DriverSimResult {
@@ -601,10 +606,21 @@ export class DriverSim {
       await sm.restore({ metadata: st.snapshot, data: new Uint8Array(0) });
     }
     const ticker = new ManualTicker();
+    const wal = opened.wal;
+    const log: RaftLogStore =
+      this.opts.bug !== "lazyFsync"
+        ? wal
+        : {
+            // The deliberate bug: report writes durable as soon as they are queued.
+            save: (hs, ents) => (wal.save(hs, ents).catch(() => undefined), Promise.resolve()),
+            saveSnapshot: (meta) => (wal.saveSnapshot(meta).catch(() => undefined), Promise.resolve()),
+            releaseTo: (i) => wal.releaseTo(i),
+            close: () => wal.close(),
+          };
     const raft = new RaftNode({
       id: n.id,
       storage,
-      log: opened.wal,
+      log,
       sink: { send: (msgs) => this.sendAll(n, inc, msgs) },
       sm,
       tickMs: TICK_MS,
@@ -657,7 +673,7 @@ export class DriverSim {
   private onFatal(n: SimNode, inc: number, err: unknown): void {
     if (this.failure !== undefined || n.incarnation !== inc) return; // a crashed incarnation's leftovers
     const msg = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
-    if (/injected (append|sync|syncDir) failure|WalFailedError|wal: .*failed/i.test(msg) || (err instanceof Error && err.name === "WalFailedError")) {
+    if (err instanceof WalFailedError || err instanceof SimFaultError) {
       // The disk failed: the member stops (etcd exits) and comes back from its disk.
       this.diskFaults++;
       this.hashTrace(`disk fault ${n.id}: ${msg}`);
@@ -837,7 +853,7 @@ export class DriverSim {
         if (n.up) {
           if (this.rand.chance(f.diskFaultP)) {
             // An EIO on a later append or fsync: the WAL fails for good and the member stops (onFatal).
-            n.fs.failNext(this.rand.pick(["append", "sync"] as const), this.rand.intn(5));
+            n.fs.failNext(this.rand.pick(["append", "sync", "sync", "syncDir", "create", "rename", "unlink"] as const), this.rand.intn(5));
           } else {
             this.crashes++;
             this.crash(n, "power cut");
