@@ -251,10 +251,13 @@ class SimKv implements StateMachine {
   async restore(snap: Snapshot): Promise<void> {
     if (this.dead) return;
     const idx = snap.metadata.index;
+    // As EtcdServer.restoreSnapshot: a dump restored before may already reach past this snapshot.
+    if (idx <= this.applied) return;
     const img = this.n.backend.snapFiles.get(idx);
     if (img === undefined) this.sim.fail(`node ${this.n.id}: raft installed snapshot ${idx} but no snapshot file was received for it`);
     if (img.applied < idx) this.sim.fail(`node ${this.n.id}: snapshot file for ${idx} holds only up to ${img.applied}`);
     this.load(img);
+    this.sim.hashTrace(`restore ${this.n.id} snapshot ${idx} image ${img.applied}`);
     this.sim.checkState(this.n, this.applied, this.hash(), "in a restored snapshot");
     this.n.backend.write(this.image(), true);
     for (const i of [...this.n.backend.snapFiles.keys()]) if (i <= this.applied) this.n.backend.snapFiles.delete(i);
@@ -266,7 +269,7 @@ class SimKv implements StateMachine {
   async beforeCompact(): Promise<void> {
     if (this.dead) return;
     this.n.backend.flush();
-    this.sim.localSnapshot();
+    this.sim.localSnapshot(this.n, this.applied);
   }
 
   serveReads(): void {
@@ -459,8 +462,9 @@ export class DriverSim {
     }
   }
 
-  localSnapshot(): void {
+  localSnapshot(n: SimNode, applied: bigint): void {
     this.localSnapshots++;
+    this.hashTrace(`local snapshot ${n.id} at ${applied}`);
   }
 
   restored(): void {
@@ -733,6 +737,7 @@ export class DriverSim {
     if (m.type === "MsgSnap" && payload !== undefined) {
       // The snapshot file is stored (durably) before raft sees the message.
       n.backend.snapFiles.set(m.snapshot!.metadata.index, payload);
+      this.hashTrace(`stored snapshot file ${m.snapshot!.metadata.index} (image ${payload.applied}) on ${n.id}`);
     }
     n.raft!.step(m);
     if (m.type === "MsgSnap") this.reportSnapshot(m, true);

@@ -203,7 +203,7 @@ export class EtcdServer {
         apply: (ents) => this.applyEntries(ents),
         readStates: (rs) => this.onReadStates(rs),
         softState: (ss) => this.onSoftState(ss),
-        restore: (snap) => this.restoreFromFile(this.snapFile(snap.metadata.index)),
+        restore: (snap) => this.restoreSnapshot(snap.metadata.index),
         beforeCompact: () => this.withApplyLock(() => this.backend.write([{ type: "put", key: metaKey("consistent_index"), value: int64(this.appliedIndex) }], true)),
       },
       snapshotCount: opts.snapshotCount ?? 10000n,
@@ -775,6 +775,25 @@ export class EtcdServer {
     await mkdir(this.snapDir, { recursive: true, mode: 0o700 });
     const bytes = await receiveSnapshotFile(this.snapFile(index), payload);
     this.opts.logger.info({ index: index.toString(), bytes }, "stored a snapshot from the leader");
+  }
+
+  /**
+   * The state machine's side of a leader snapshot that raft made durable at
+   * `index`: replace the backend from the received file, unless the backend
+   * already holds everything up to `index`. That happens when raft accepts a
+   * second snapshot before the first is restored: the leader streams its
+   * backend as it is when it sends, so the first dump can reach past the second
+   * snapshot's index, and its restore purged every file at or below the new
+   * applied index, the second one's included. (That backend is durable: a
+   * restore swaps in a synced backend.)
+   */
+  async restoreSnapshot(index: bigint): Promise<void> {
+    if (index <= this.appliedIndex) {
+      this.opts.logger.info({ index: index.toString(), appliedIndex: this.appliedIndex.toString() }, "the backend already holds the snapshot; nothing to restore");
+      await this.purgeSnapshots();
+      return;
+    }
+    await this.restoreFromFile(this.snapFile(index));
   }
 
   /**
