@@ -28,7 +28,7 @@ function runSeed(seed: number, bug?: DriverSimBug): Promise<DriverSimResult> {
 
 async function runSeeds(label: string, seeds: number[]): Promise<void> {
   const t0 = performance.now();
-  const sum = { ops: 0, ok: 0, unknown: 0, crashes: 0, diskFaults: 0, torn: 0, sent: 0, restored: 0, local: 0, fsyncs: 0, casOk: 0, casFail: 0, maxLive: 0 };
+  const sum = { confChanges: 0, ops: 0, ok: 0, unknown: 0, crashes: 0, diskFaults: 0, torn: 0, sent: 0, restored: 0, local: 0, fsyncs: 0, casOk: 0, casFail: 0, maxLive: 0 };
   const kinds = { put: 0, delete: 0, cas: 0, get: 0 };
   for (const seed of seeds) {
     const r = await runSeed(seed);
@@ -36,6 +36,7 @@ async function runSeeds(label: string, seeds: number[]): Promise<void> {
     sum.ok += r.okOps;
     sum.unknown += r.unknownOps;
     sum.crashes += r.crashes;
+    sum.confChanges += r.confChanges;
     sum.diskFaults += r.diskFaults;
     sum.torn += r.tornTails;
     sum.sent += r.snapshotsSent;
@@ -52,7 +53,7 @@ async function runSeeds(label: string, seeds: number[]): Promise<void> {
     `${label}: ${seeds.length} seeds [${seeds[0]}..${seeds[seeds.length - 1]}] in ${secs}s, ${sum.ops} client ops (${sum.ok} ok, ${sum.unknown} unknown; ` +
       `${kinds.put} puts, ${kinds.delete} deletes, ${kinds.cas} txns (${sum.casOk} succeeded, ${sum.casFail} compare failed), ${kinds.get} gets), ` +
       `${sum.crashes} power cuts, ${sum.diskFaults} disk errors, ${sum.torn} torn WAL tails repaired, ${sum.local} local snapshots+compactions, ` +
-      `${sum.sent} snapshots sent, ${sum.restored} restored, ${sum.fsyncs} fsyncs, slowest recovery ${sum.maxLive} ticks`,
+      `${sum.sent} snapshots sent, ${sum.restored} restored, ${sum.confChanges} membership changes proposed, ${sum.fsyncs} fsyncs, slowest recovery ${sum.maxLive} ticks`,
   );
   assert.ok(sum.ok > 0, "clients made progress");
   for (const [k, v] of Object.entries(kinds)) assert.ok(v > 0, `no ${k} operations were issued`);
