@@ -94,11 +94,11 @@ if (only !== undefined) {
     });
   }
   test("driver sim: 3 members", async () => {
-    const n = count > 0 ? count : 16;
+    const n = count > 0 ? count : 250;
     await runSeeds("3 members", Array.from({ length: n }, (_, i) => i + 1));
   });
   test("driver sim: 5 members", async () => {
-    const n = count > 0 ? count : 6;
+    const n = count > 0 ? count : 100;
     await runSeeds("5 members", Array.from({ length: n }, (_, i) => FIVE_NODE_BASE + i + 1));
   });
 }

@@ -196,6 +196,8 @@ class SimKv implements StateMachine {
   learners = new Set<bigint>();
   removed = new Set<bigint>();
   dead = false;
+  /** The applied index at which raft's configuration was last compared with the membership (the simulator's bookkeeping). */
+  configCheckedAt = -1n;
   /** Client writes proposed through this member, by command id. */
   readonly writeWaits = new Map<string, (r: CmdResult) => void>();
   /** Client reads: ctx -> read index once known, the key, completion. */
@@ -597,7 +599,8 @@ export class DriverSim {
       const sm = n.sm!;
       const log = raft.rn.raft.raftLog;
       // Raft switches to a leader snapshot's configuration when it takes the message; the state machine follows when the driver restores it.
-      if (sm.applied === 0n || log.applied !== sm.applied || log.firstIndex() - 1n > sm.applied) continue;
+      if (sm.applied === 0n || sm.applied === sm.configCheckedAt || log.applied !== sm.applied || log.firstIndex() - 1n > sm.applied) continue;
+      sm.configCheckedAt = sm.applied;
       const cs = raft.rn.raft.trk.confState();
       const m = sm.members();
       const v = sorted(cs.voters).join(",");
