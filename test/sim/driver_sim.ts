@@ -11,9 +11,10 @@
 //   - simulated: the clock (a ManualTicker per node, ticked by the event queue),
 //     the network (drop, delay/reorder, duplicate, partitions), the disk (one
 //     SimFs per node: fsyncs held open for a virtual latency; a crash keeps what
-//     was synced and does anything to the rest), and the state machine (SimKv,
-//     an in-memory key-value map whose "backend" is durable up to its
-//     consistent_index, see Backend).
+//     was synced and does anything to the rest; injected EIO makes the WAL fail
+//     and the member restart), the state machine (SimKv, an in-memory key-value
+//     map and membership whose "backend" is durable up to its consistent_index,
+//     see Backend), and the operator (membership changes on some 5-member seeds).
 //
 // Determinism: RaftNode schedules its loop with setImmediate and SimFs resolves
 // promises, so after each batch of virtual-time events the simulator drains
@@ -23,7 +24,8 @@
 // Safety is checked as the run goes (one leader per term; every committed entry
 // identical wherever it is seen, including in a restarted node's WAL; the same
 // state after each applied index, including a backend's durable image at its
-// consistent_index and a snapshot image) and at the end (the client history is
+// consistent_index and a snapshot image; raft's configuration equals the
+// membership once raft has applied what the state machine has) and at the end (the client history is
 // linearizable: test/faults/kvcheck.ts). Liveness: after the fault phase every
 // fault is healed and a write must commit within a bound, and all members must
 // converge to the same applied state.
