@@ -98,6 +98,8 @@ export interface DriverSimResult {
   readonly snapshotsSent: number;
   /** Membership changes proposed, and the members at the end (voters + learners). */
   readonly confChanges: number;
+  /** Committed membership changes the state machine refused (a proposal-time check that raced). */
+  readonly confRefused: number;
   readonly finalMembers: string;
   /** Snapshots from a leader that replaced a follower's state (in the loop or at restart). */
   readonly snapshotsRestored: number;
@@ -279,17 +281,18 @@ class SimKv implements StateMachine {
     for (const e of entries) {
       this.sim.checkCommitted(this.n, e, "applied");
       if (e.index <= this.applied) {
-        // In the backend already (consistent_index). Raft re-learns its conf changes;
-        // one that re-adds a removed ID was refused when first applied and stays a no-op.
-        if (e.type === "confChange") {
-          const cc = Raft.confChangeOf(e);
-          if ((cc.type === "addNode" || cc.type === "addLearnerNode") && this.removed.has(cc.nodeId)) refused.add(e.index);
-        }
+        // In the backend already (consistent_index). Raft's configuration was set to the
+        // membership as of consistent_index (at start, and after a restore), so its conf
+        // changes are no-ops for raft, as EtcdServer.applyEntries does.
+        if (e.type === "confChange") refused.add(e.index);
         continue;
       }
       if (e.index !== this.applied + 1n) this.sim.fail(`node ${this.n.id} applies ${e.index} after ${this.applied}: a gap`);
       if (e.type === "confChange") {
-        if (!this.applyConfChange(e)) refused.add(e.index);
+        if (!this.applyConfChange(e)) {
+          refused.add(e.index);
+          this.sim.confRefused(this.n, e);
+        }
       } else if (e.data.length > 0) {
         const cmd = JSON.parse(dec.decode(e.data)) as Cmd;
         if (!this.seen.has(cmd.id)) {
@@ -333,6 +336,9 @@ class SimKv implements StateMachine {
     if (img === undefined) this.sim.fail(`node ${this.n.id}: raft installed snapshot ${idx} but no snapshot file was received for it`);
     if (img.applied < idx) this.sim.fail(`node ${this.n.id}: snapshot file for ${idx} holds only up to ${img.applied}`);
     this.load(img);
+    // Raft took the snapshot's configuration (at idx); the dump may reach past it: raft
+    // follows the membership as of the dump, and entries up to it will be no-ops for raft.
+    if (this.n.sm === this && this.n.raft !== undefined) syncRaftConfig(this.n.raft.rn.raft, this.members());
     this.sim.hashTrace(`restore ${this.n.id} snapshot ${idx} image ${img.applied}`);
     this.sim.checkState(this.n, this.applied, this.hash(), "in a restored snapshot");
     this.n.backend.write(this.image(), true);
@@ -363,6 +369,21 @@ class SimKv implements StateMachine {
     this.writeWaits.clear();
     for (const r of this.readWaits.values()) r.done(undefined);
     this.readWaits.clear();
+  }
+}
+
+/**
+ * Makes raft's configuration the given membership (as EtcdServer.syncRaftConfig
+ * does): members added or re-roled, others removed. Nothing is done for an
+ * empty membership (a backend that has applied nothing yet).
+ */
+function syncRaftConfig(raft: Raft, m: Members): void {
+  if (m.voters.length === 0) return;
+  const cs = raft.trk.confState();
+  for (const id of m.voters) if (!cs.voters.includes(id)) raft.applyConfChange({ type: "addNode", nodeId: id });
+  for (const id of m.learners) if (!cs.learners.includes(id)) raft.applyConfChange({ type: "addLearnerNode", nodeId: id });
+  for (const id of [...cs.voters, ...cs.learners]) {
+    if (!m.voters.includes(id) && !m.learners.includes(id)) raft.applyConfChange({ type: "removeNode", nodeId: id });
   }
 }
 
@@ -550,6 +571,15 @@ export class DriverSim {
       this.traceLines.push(`  ${this.now}ms ${s}`);
       if (this.traceLines.length > 2000) this.traceLines.splice(0, 1000);
     }
+  }
+
+  private readonly refusedAt = new Set<bigint>();
+  /** A committed conf change the state machine refused (counted once per index). */
+  confRefused(n: SimNode, e: Entry): void {
+    if (this.refusedAt.has(e.index)) return;
+    this.refusedAt.add(e.index);
+    const cc = Raft.confChangeOf(e);
+    this.hashTrace(`refused ${cc.type} ${cc.nodeId} at ${e.index} on ${n.id}`);
   }
 
   localSnapshot(n: SimNode, applied: bigint): void {
@@ -762,8 +792,7 @@ export class DriverSim {
     // the initial or joined cluster at the first start, the backend's membership after that.
     const known = n.bootstrap ?? sm.members();
     n.bootstrap = undefined;
-    for (const id of known.voters) raft.rn.raft.applyConfChange({ type: "addNode", nodeId: id });
-    for (const id of known.learners) raft.rn.raft.applyConfChange({ type: "addLearnerNode", nodeId: id });
+    syncRaftConfig(raft.rn.raft, known);
     n.raft = raft;
     n.sm = sm;
     n.ticker = ticker;
@@ -1026,9 +1055,9 @@ export class DriverSim {
       const membershipLoop = async () => {
         if (this.healed) return;
         await this.proposeMembershipChange();
-        this.at(this.rand.range(100, 600), membershipLoop);
+        this.at(this.rand.range(20, 300), membershipLoop);
       };
-      this.at(this.rand.range(100, 600), membershipLoop);
+      this.at(this.rand.range(20, 300), membershipLoop);
     }
     if (f.partitionEveryMs > 0) {
       const partitionLoop = () => {
@@ -1042,15 +1071,17 @@ export class DriverSim {
   }
 
   /**
-   * One change through the current leader, checked against its membership as
-   * etcd's member API does at proposal time (the state machine checks again when
-   * it applies): promote the learner, remove a voter (the leader itself
+   * One change through any member that knows a leader (raft forwards it),
+   * checked against that member's membership as etcd's member API does at
+   * proposal time (a lagging member may let through what the state machine
+   * refuses when it applies): promote the learner, remove a voter (the leader
    * included) while more than 3 remain, or add a new member (a fresh ID and an
    * empty disk) as a learner and start it, as an operator would.
    */
   private async proposeMembershipChange(): Promise<void> {
-    const leader = this.nodes.find((n) => n.up && n.raft!.isLeader);
-    if (leader === undefined) return;
+    const candidates = this.nodes.filter((n) => n.up && n.raft!.lead !== 0n);
+    if (candidates.length === 0) return;
+    const leader = this.rand.pick(candidates);
     const m = leader.sm!.members();
     const choice = this.rand.intn(3);
     let cc: { type: "addNode" | "addLearnerNode" | "removeNode"; nodeId: bigint } | undefined;
@@ -1233,6 +1264,7 @@ export class DriverSim {
       tornTails: this.tornTails,
       snapshotsSent: this.snapshotsSent,
       confChanges: this.confChanges,
+      confRefused: this.refusedAt.size,
       finalMembers: `v${members.voters.join(",")} l${members.learners.join(",")}`,
       snapshotsRestored: this.snapshotsRestored,
       localSnapshots: this.localSnapshots,

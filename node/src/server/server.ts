@@ -300,10 +300,8 @@ export class EtcdServer {
       // Raft learns the configuration before it applies the entries that carry it
       // (etcd's Bootstrap; on restart, from the membership saved with the data).
       const known = bootstrap ?? membership.list();
-      for (const m of known) {
-        s.raft.rn.raft.applyConfChange({ type: m.isLearner ? "addLearnerNode" : "addNode", nodeId: m.id });
-        if (m.id !== memberId) s.transport.addPeer(m.id, m.peerURLs);
-      }
+      s.syncRaftConfig(known);
+      for (const m of known) if (m.id !== memberId && !s.transport.hasPeer(m.id)) s.transport.addPeer(m.id, m.peerURLs);
       await s.lessor.restore(backend, store.leasedKeys());
       for await (const [k] of backend.range(Buffer.from([NS_ALARM]), Buffer.from([NS_ALARM + 1]))) s.alarms.load(k);
       await s.refreshSize();
@@ -480,12 +478,11 @@ export class EtcdServer {
       for (const e of entries) {
         // Exactly once: what the backend already has (consistent_index) is skipped.
         if (e.index <= upTo) {
-          // Raft re-learns these conf changes; one that re-adds a removed ID was
-          // refused when first applied (see validateConfChange) and stays a no-op.
-          if (e.type === "confChange") {
-            const cc = Raft.confChangeOf(e);
-            if ((cc.type === "addNode" || cc.type === "addLearnerNode") && this.membership.removed.has(cc.nodeId)) refused.add(e.index);
-          }
+          // Raft's configuration was set to the membership as of consistent_index (at
+          // start and after a restore: syncRaftConfig), so these conf changes are no-ops
+          // for raft. Replaying them would also replay the ones refused when first
+          // applied (validateConfChange), which the membership does not show.
+          if (e.type === "confChange") refused.add(e.index);
           continue;
         }
         if (e.type === "confChange") {
@@ -778,6 +775,28 @@ export class EtcdServer {
   }
 
   /**
+   * Makes raft's configuration the given membership: members added (or their
+   * role changed), others removed. Used where the membership is ahead of what raft
+   * replayed: at start (the backend's membership is as of consistent_index, raft's
+   * configuration as of the log's snapshot) and after a restore (the dump may
+   * reach past its snapshot). Entries up to consistent_index that raft delivers
+   * again are then no-ops for raft (applyEntries). An empty membership (a backend
+   * that has applied nothing yet) changes nothing: raft learns it from the log.
+   */
+  syncRaftConfig(members: readonly { id: bigint; isLearner: boolean }[]): void {
+    if (!members.some((m) => !m.isLearner)) return;
+    const r = this.raft.rn.raft;
+    const cs = r.trk.confState();
+    for (const m of members) {
+      if (m.isLearner && !cs.learners.includes(m.id)) r.applyConfChange({ type: "addLearnerNode", nodeId: m.id });
+      if (!m.isLearner && !cs.voters.includes(m.id)) r.applyConfChange({ type: "addNode", nodeId: m.id });
+    }
+    for (const id of [...cs.voters, ...cs.learners]) {
+      if (!members.some((m) => m.id === id)) r.applyConfChange({ type: "removeNode", nodeId: id });
+    }
+  }
+
+  /**
    * The state machine's side of a leader snapshot that raft made durable at
    * `index`: replace the backend from the received file, unless the backend
    * already holds everything up to `index`. That happens when raft accepts a
@@ -831,6 +850,8 @@ export class EtcdServer {
       }
       for (const id of this.transport.peerIds()) if (this.membership.get(id) === undefined) this.transport.removePeer(id);
       this.appliedIndex = (await this.backend.getMetaInt("consistent_index")) ?? this.appliedIndex;
+      // Raft took the snapshot's configuration; the dump may reach past the snapshot.
+      this.syncRaftConfig(this.membership.list());
       this.hub.resyncAll();
       await this.refreshSize();
       this.opts.logger.info(
