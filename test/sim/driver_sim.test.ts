@@ -28,7 +28,7 @@ function runSeed(seed: number, bug?: DriverSimBug): Promise<DriverSimResult> {
 
 async function runSeeds(label: string, seeds: number[]): Promise<void> {
   const t0 = performance.now();
-  const sum = { confChanges: 0, ops: 0, ok: 0, unknown: 0, crashes: 0, diskFaults: 0, torn: 0, sent: 0, restored: 0, local: 0, fsyncs: 0, casOk: 0, casFail: 0, maxLive: 0 };
+  const sum = { confChanges: 0, confRefused: 0, ops: 0, ok: 0, unknown: 0, crashes: 0, diskFaults: 0, torn: 0, sent: 0, restored: 0, local: 0, fsyncs: 0, casOk: 0, casFail: 0, maxLive: 0 };
   const kinds = { put: 0, delete: 0, cas: 0, get: 0 };
   for (const seed of seeds) {
     const r = await runSeed(seed);
@@ -37,6 +37,7 @@ async function runSeeds(label: string, seeds: number[]): Promise<void> {
     sum.unknown += r.unknownOps;
     sum.crashes += r.crashes;
     sum.confChanges += r.confChanges;
+    sum.confRefused += r.confRefused;
     sum.diskFaults += r.diskFaults;
     sum.torn += r.tornTails;
     sum.sent += r.snapshotsSent;
@@ -53,7 +54,7 @@ async function runSeeds(label: string, seeds: number[]): Promise<void> {
     `${label}: ${seeds.length} seeds [${seeds[0]}..${seeds[seeds.length - 1]}] in ${secs}s, ${sum.ops} client ops (${sum.ok} ok, ${sum.unknown} unknown; ` +
       `${kinds.put} puts, ${kinds.delete} deletes, ${kinds.cas} txns (${sum.casOk} succeeded, ${sum.casFail} compare failed), ${kinds.get} gets), ` +
       `${sum.crashes} power cuts, ${sum.diskFaults} disk errors, ${sum.torn} torn WAL tails repaired, ${sum.local} local snapshots+compactions, ` +
-      `${sum.sent} snapshots sent, ${sum.restored} restored, ${sum.confChanges} membership changes proposed, ${sum.fsyncs} fsyncs, slowest recovery ${sum.maxLive} ticks`,
+      `${sum.sent} snapshots sent, ${sum.restored} restored, ${sum.confChanges} membership changes proposed (${sum.confRefused} refused when applied), ${sum.fsyncs} fsyncs, slowest recovery ${sum.maxLive} ticks`,
   );
   assert.ok(sum.ok > 0, "clients made progress");
   for (const [k, v] of Object.entries(kinds)) assert.ok(v > 0, `no ${k} operations were issued`);
@@ -94,11 +95,11 @@ if (only !== undefined) {
     });
   }
   test("driver sim: 3 members", async () => {
-    const n = count > 0 ? count : 250;
+    const n = count > 0 ? count : 300;
     await runSeeds("3 members", Array.from({ length: n }, (_, i) => i + 1));
   });
   test("driver sim: 5 members", async () => {
-    const n = count > 0 ? count : 100;
+    const n = count > 0 ? count : 120;
     await runSeeds("5 members", Array.from({ length: n }, (_, i) => FIVE_NODE_BASE + i + 1));
   });
 }
