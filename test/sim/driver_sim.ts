@@ -1086,7 +1086,13 @@ export class DriverSim {
     const choice = this.rand.intn(3);
     let cc: { type: "addNode" | "addLearnerNode" | "removeNode"; nodeId: bigint } | undefined;
     let joiner: bigint | undefined;
-    if (choice === 0 && m.learners.length > 0) cc = { type: "addNode", nodeId: this.rand.pick(m.learners) };
+    if (choice === 0 && m.learners.length > 0) {
+      // etcd promotes only a learner in sync with the leader (its match at least 90% of the leader's commit).
+      const id = this.rand.pick(m.learners);
+      const lead = this.nodes.find((n) => n.up && n.raft!.isLeader);
+      const match = lead?.raft!.rn.raft.trk.progress.get(id)?.match ?? 0n;
+      if (lead !== undefined && match * 10n >= lead.raft!.committed * 9n) cc = { type: "addNode", nodeId: id };
+    }
     else if (choice === 1 && m.voters.length > 3) cc = { type: "removeNode", nodeId: this.rand.pick(m.voters) };
     else if (m.learners.length < MAX_LEARNERS && this.nodes.length < 2 * this.opts.nodes) {
       joiner = BigInt(this.nodes.length + 1);
