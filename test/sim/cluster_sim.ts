@@ -31,6 +31,7 @@ import {
 } from "../../node/src/raft/index.js";
 import { Raft } from "../../node/src/raft/raft.js";
 import { type KvCheckResult, type KvEvent, type KvOp, type Outcome, checkKvHistory } from "../faults/kvcheck.js";
+import { type Cmd, type CmdResult, EventQueue, execute, randomPartition } from "./sim_shared.js";
 
 export const TICK_MS = 10;
 
@@ -88,42 +89,6 @@ interface KvState {
   seen: Set<string>;
 }
 
-/**
- * A replicated command. `id` is unique per client operation; the state machine
- * applies each id once (a duplicated MsgProp can append the same proposal twice).
- *   put: key := value;  del: key := absent;
- *   cas: a one-key txn — if key holds `expect` (null: absent) then key := value,
- *        else read the key (etcd: Txn{compare value, success put, failure range}).
- */
-type Cmd =
-  | { readonly id: string; readonly op: "put"; readonly key: string; readonly value: string }
-  | { readonly id: string; readonly op: "del"; readonly key: string }
-  | { readonly id: string; readonly op: "cas"; readonly key: string; readonly expect: string | null; readonly value: string };
-
-/** What applying a command answered: for cas, whether the compare held and what the else-branch read. */
-interface CmdResult {
-  readonly succeeded?: boolean;
-  readonly observed?: string | null;
-}
-
-/** Applies `cmd` to the map and returns its answer. Deterministic: every node computes the same. */
-function execute(kv: Map<string, string>, cmd: Cmd): CmdResult {
-  switch (cmd.op) {
-    case "put":
-      kv.set(cmd.key, cmd.value);
-      return {};
-    case "del":
-      kv.delete(cmd.key);
-      return {};
-    case "cas": {
-      const cur = kv.get(cmd.key) ?? null;
-      if (cur !== cmd.expect) return { succeeded: false, observed: cur };
-      kv.set(cmd.key, cmd.value);
-      return { succeeded: true };
-    }
-  }
-}
-
 function encodeState(s: KvState): Uint8Array {
   return enc.encode(JSON.stringify({ kv: [...s.kv.entries()].sort(), seen: [...s.seen].sort() }));
 }
@@ -169,62 +134,6 @@ interface SimNode {
   writeWaits: Map<string, (r: CmdResult | undefined) => void>;
   /** Reads: ctx -> (read index once known, completion). */
   readWaits: Map<string, { index: bigint | undefined; done: (value: string | null | undefined) => void; key: string }>;
-}
-
-// -------------------------------------------------------------- the queue
-
-interface Event {
-  readonly at: number;
-  readonly seq: number;
-  readonly fn: () => void;
-}
-
-class EventQueue {
-  private heap: Event[] = [];
-  private seq = 0;
-
-  push(at: number, fn: () => void): void {
-    const e = { at, seq: this.seq++, fn };
-    const h = this.heap;
-    h.push(e);
-    let i = h.length - 1;
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      if (!before(h[i]!, h[p]!)) break;
-      [h[i], h[p]] = [h[p]!, h[i]!];
-      i = p;
-    }
-  }
-
-  pop(): Event | undefined {
-    const h = this.heap;
-    if (h.length === 0) return undefined;
-    const top = h[0]!;
-    const last = h.pop()!;
-    if (h.length > 0) {
-      h[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < h.length && before(h[l]!, h[m]!)) m = l;
-        if (r < h.length && before(h[r]!, h[m]!)) m = r;
-        if (m === i) break;
-        [h[i], h[m]] = [h[m]!, h[i]!];
-        i = m;
-      }
-    }
-    return top;
-  }
-
-  get size(): number {
-    return this.heap.length;
-  }
-}
-
-function before(a: Event, b: Event): boolean {
-  return a.at < b.at || (a.at === b.at && a.seq < b.seq);
 }
 
 // ------------------------------------------------------------ the faults
@@ -742,42 +651,8 @@ export class ClusterSim {
     }
   }
 
-  /** Partitions of any shape: halves, isolated nodes, bridges, one-way links, or none. */
   private randomPartition(): Set<string> {
-    const ids = this.nodes.map((n) => n.id);
-    const blocked = new Set<string>();
-    const cut = (a: bigint, b: bigint) => {
-      blocked.add(`${a}>${b}`);
-      blocked.add(`${b}>${a}`);
-    };
-    switch (this.rand.intn(5)) {
-      case 0: // heal
-        break;
-      case 1: {
-        // two random sides
-        const side = new Map(ids.map((id) => [id, this.rand.chance(0.5)]));
-        for (const a of ids) for (const b of ids) if (a < b && side.get(a) !== side.get(b)) cut(a, b);
-        break;
-      }
-      case 2: {
-        // isolate one node
-        const x = this.rand.pick(ids);
-        for (const b of ids) if (b !== x) cut(x, b);
-        break;
-      }
-      case 3: {
-        // a bridge: everyone reaches the middle node, but some pairs cannot talk
-        const mid = this.rand.pick(ids);
-        for (const a of ids) for (const b of ids) if (a < b && a !== mid && b !== mid && this.rand.chance(0.5)) cut(a, b);
-        break;
-      }
-      case 4: {
-        // one-way links
-        for (const a of ids) for (const b of ids) if (a !== b && this.rand.chance(0.25)) blocked.add(`${a}>${b}`);
-        break;
-      }
-    }
-    return blocked;
+    return randomPartition(this.nodes.map((n) => n.id), this.rand);
   }
 
   private heal(): void {

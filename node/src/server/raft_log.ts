@@ -4,7 +4,7 @@
 // replacing it for a snapshot from the leader); releaseTo lets old records go
 // once the backend is durable past them. Tests substitute an in-memory one.
 
-import type { Entry, HardState, SnapshotMetadata } from "../raft/index.js";
+import { MemoryStorage, type Entry, type HardState, type SnapshotMetadata } from "../raft/index.js";
 
 /** The contract the raft driver needs from durable log storage. */
 export interface RaftLogStore {
@@ -22,3 +22,31 @@ export interface RaftLogStore {
   onFsync?: ((seconds: number) => void) | undefined;
 }
 
+
+/** What a durable log replays at start (the WAL's WalState). */
+export interface ReplayedLog {
+  readonly hardState: HardState;
+  readonly snapshot: SnapshotMetadata;
+  /** The entries after snapshot.index, in order. */
+  readonly entries: readonly Entry[];
+}
+
+/**
+ * Raft's log cache rebuilt from what the durable log replayed at start: the
+ * snapshot marker (its data is the backend, restored separately), the entries
+ * after it and the hard state.
+ *
+ * The commit index is at least the snapshot's index. RaftNode makes a leader's
+ * snapshot durable before the hard state of the same Ready, so a crash between
+ * the two leaves a marker past the recorded commit index, which raft refuses
+ * ("state.commit is out of range"). A leader sends only committed state, so
+ * everything up to the marker is committed, and saying so is safe.
+ */
+export function restoreStorage(st: ReplayedLog): MemoryStorage {
+  const storage = new MemoryStorage();
+  if (st.snapshot.index > 0n) storage.applySnapshot({ metadata: st.snapshot, data: new Uint8Array(0) });
+  storage.append([...st.entries]);
+  const hs = st.hardState.commit < st.snapshot.index ? { ...st.hardState, commit: st.snapshot.index } : st.hardState;
+  storage.setHardState(hs);
+  return storage;
+}

@@ -42,7 +42,7 @@ import { AlarmStore, Applier, type ApplyResult } from "./applier.js";
 import { executeRange } from "./range.js";
 import { Metrics } from "./metrics.js";
 import { purgeSnapDbs, receiveSnapshotFile, restoreBackend, snapDbName, snapshotStream } from "./snapshot.js";
-import type { RaftLogStore } from "./raft_log.js";
+import { restoreStorage, type RaftLogStore } from "./raft_log.js";
 import { Wal } from "../wal/index.js";
 import { RaftNode, type Ticker } from "./raft_node.js";
 import { Membership, clusterIdFrom, decodeCcContext, encodeCcContext, memberIdFrom, type MemberInfo } from "./membership.js";
@@ -204,7 +204,7 @@ export class EtcdServer {
         apply: (ents) => this.applyEntries(ents),
         readStates: (rs) => this.onReadStates(rs),
         softState: (ss) => this.onSoftState(ss),
-        restore: (snap) => this.restoreFromFile(this.snapFile(snap.metadata.index)),
+        restore: (snap) => this.restoreSnapshot(snap.metadata.index),
         beforeCompact: () => this.withApplyLock(() => this.backend.write([{ type: "put", key: metaKey("consistent_index"), value: int64(this.appliedIndex) }], true)),
       },
       snapshotCount: opts.snapshotCount ?? 10000n,
@@ -230,7 +230,7 @@ export class EtcdServer {
     let raftLog: RaftLogStore | undefined;
     try {
       const membership = await Membership.load(backend);
-      const storage = new MemoryStorage();
+      let storage = new MemoryStorage();
       let memberId: bigint;
       let clusterId: bigint;
       let bootstrap: MemberInfo[] | undefined;
@@ -241,9 +241,7 @@ export class EtcdServer {
         raftLog = o.wal;
         memberId = o.meta.memberId;
         clusterId = o.meta.clusterId;
-        if (o.state.snapshot.index > 0n) storage.applySnapshot({ metadata: o.state.snapshot, data: new Uint8Array(0) });
-        storage.append(o.state.entries);
-        storage.setHardState(o.state.hardState);
+        storage = restoreStorage(o.state);
       } else if ((opts.initialClusterState ?? "new") === "new") {
         // etcd's bootstrap of a new cluster: every member derives the same IDs from
         // --initial-cluster and starts its log with one committed AddNode per member.
@@ -302,10 +300,8 @@ export class EtcdServer {
       // Raft learns the configuration before it applies the entries that carry it
       // (etcd's Bootstrap; on restart, from the membership saved with the data).
       const known = bootstrap ?? membership.list();
-      for (const m of known) {
-        s.raft.rn.raft.applyConfChange({ type: m.isLearner ? "addLearnerNode" : "addNode", nodeId: m.id });
-        if (m.id !== memberId) s.transport.addPeer(m.id, m.peerURLs);
-      }
+      s.syncRaftConfig(known);
+      for (const m of known) if (m.id !== memberId && !s.transport.hasPeer(m.id)) s.transport.addPeer(m.id, m.peerURLs);
       await s.lessor.restore(backend, store.leasedKeys());
       for await (const [k] of backend.range(Buffer.from([NS_ALARM]), Buffer.from([NS_ALARM + 1]))) s.alarms.load(k);
       await s.refreshSize();
@@ -482,12 +478,11 @@ export class EtcdServer {
       for (const e of entries) {
         // Exactly once: what the backend already has (consistent_index) is skipped.
         if (e.index <= upTo) {
-          // Raft re-learns these conf changes; one that re-adds a removed ID was
-          // refused when first applied (see validateConfChange) and stays a no-op.
-          if (e.type === "confChange") {
-            const cc = Raft.confChangeOf(e);
-            if ((cc.type === "addNode" || cc.type === "addLearnerNode") && this.membership.removed.has(cc.nodeId)) refused.add(e.index);
-          }
+          // Raft's configuration was set to the membership as of consistent_index (at
+          // start and after a restore: syncRaftConfig), so these conf changes are no-ops
+          // for raft. Replaying them would also replay the ones refused when first
+          // applied (validateConfChange), which the membership does not show.
+          if (e.type === "confChange") refused.add(e.index);
           continue;
         }
         if (e.type === "confChange") {
@@ -780,6 +775,47 @@ export class EtcdServer {
   }
 
   /**
+   * Makes raft's configuration the given membership: members added (or their
+   * role changed), others removed. Used where the membership is ahead of what raft
+   * replayed: at start (the backend's membership is as of consistent_index, raft's
+   * configuration as of the log's snapshot) and after a restore (the dump may
+   * reach past its snapshot). Entries up to consistent_index that raft delivers
+   * again are then no-ops for raft (applyEntries). An empty membership (a backend
+   * that has applied nothing yet) changes nothing: raft learns it from the log.
+   */
+  syncRaftConfig(members: readonly { id: bigint; isLearner: boolean }[]): void {
+    if (!members.some((m) => !m.isLearner)) return;
+    const r = this.raft.rn.raft;
+    const cs = r.trk.confState();
+    for (const m of members) {
+      if (m.isLearner && !cs.learners.includes(m.id)) r.applyConfChange({ type: "addLearnerNode", nodeId: m.id });
+      if (!m.isLearner && !cs.voters.includes(m.id)) r.applyConfChange({ type: "addNode", nodeId: m.id });
+    }
+    for (const id of [...cs.voters, ...cs.learners]) {
+      if (!members.some((m) => m.id === id)) r.applyConfChange({ type: "removeNode", nodeId: id });
+    }
+  }
+
+  /**
+   * The state machine's side of a leader snapshot that raft made durable at
+   * `index`: replace the backend from the received file, unless the backend
+   * already holds everything up to `index`. That happens when raft accepts a
+   * second snapshot before the first is restored: the leader streams its
+   * backend as it is when it sends, so the first dump can reach past the second
+   * snapshot's index, and its restore purged every file at or below the new
+   * applied index, the second one's included. (That backend is durable: a
+   * restore swaps in a synced backend.)
+   */
+  async restoreSnapshot(index: bigint): Promise<void> {
+    if (index <= this.appliedIndex) {
+      this.opts.logger.info({ index: index.toString(), appliedIndex: this.appliedIndex.toString() }, "the backend already holds the snapshot; nothing to restore");
+      await this.purgeSnapshots();
+      return;
+    }
+    await this.restoreFromFile(this.snapFile(index));
+  }
+
+  /**
    * Replaces this member's state with a received backend dump: a new backend
    * is built from the file, record by record in batches, and swapped in (this
    * member's identity kept); then the store, lessor, alarms and membership
@@ -814,6 +850,8 @@ export class EtcdServer {
       }
       for (const id of this.transport.peerIds()) if (this.membership.get(id) === undefined) this.transport.removePeer(id);
       this.appliedIndex = (await this.backend.getMetaInt("consistent_index")) ?? this.appliedIndex;
+      // Raft took the snapshot's configuration; the dump may reach past the snapshot.
+      this.syncRaftConfig(this.membership.list());
       this.hub.resyncAll();
       await this.refreshSize();
       this.opts.logger.info(

@@ -17,8 +17,9 @@
 
 import { createHash, type Hash } from "node:crypto";
 import { open as openFile, rename, rm, mkdir, readdir } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { type Backend, type BackendView, type BatchOp } from "../mvcc/backend.js";
+import { nodeFs } from "../wal/fs.js";
 
 export const SNAPSHOT_MAGIC = Buffer.from("etcd-ts-snap-v1\n");
 const END = 0xffffffff;
@@ -228,7 +229,7 @@ export class SnapshotParser {
 
 /**
  * Writes a snapshot arriving in pieces to `path` (through `<path>.tmp`,
- * fsynced, renamed), checking it as it goes; a snapshot that does not check
+ * fsynced, renamed, the directory fsynced), checking it as it goes; a snapshot that does not check
  * out is refused and nothing is left behind. Returns its size in bytes.
  */
 export async function receiveSnapshotFile(path: string, payload: AsyncIterable<Uint8Array>): Promise<number> {
@@ -249,6 +250,10 @@ export async function receiveSnapshotFile(path: string, payload: AsyncIterable<U
     if (!ok) await rm(tmp, { force: true });
   }
   await rename(tmp, path);
+  // The name must be durable before raft records the snapshot in the WAL: after a
+  // power cut a start finds the marker and restores from this file (a `.tmp` is
+  // deleted as an unfinished receive).
+  await nodeFs.syncDir(dirname(path));
   return parser.offset;
 }
 
