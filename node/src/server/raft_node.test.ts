@@ -220,3 +220,41 @@ test("a message that breaks raft's invariants (commit past an empty log) stops t
   assert.equal(fatal.length, 1);
   await node.stop();
 });
+
+test("a Ready that only moves commit is not written on its own (etcd's MustSync): one durable save per proposal; a crash that loses the commit re-commits from the log", async () => {
+  const net = new Net();
+  const solo = net.add(1n, [1n]);
+  try {
+    await net.until("a leader", () => solo.node.isLeader && solo.log.hs !== undefined && solo.node.committed === solo.node.lastIndex);
+    await net.until("idle", () => !solo.node.rn.hasReady());
+    const savesBefore = solo.log.saves;
+    solo.node.propose(Buffer.from("a"));
+    await net.until("a applied", () => solo.applied.some((e) => text(e) === "a"));
+    const a = solo.applied.find((e) => text(e) === "a")!;
+    assert.equal(solo.log.saves - savesBefore, 1, "the append is durable; the commit that follows is not written on its own");
+    assert.ok(solo.log.hs!.commit < a.index, "the durable commit lags what was applied");
+    // The next append carries the newer commit.
+    solo.node.propose(Buffer.from("b"));
+    await net.until("b applied", () => solo.applied.some((e) => text(e) === "b"));
+    assert.ok(solo.log.hs!.commit >= a.index, "the deferred commit rode along with the next append");
+    // Power cut now: the disk has "b" but not the commit that covers it.
+    const disk = new MemLog();
+    disk.entries = [...solo.log.entries];
+    disk.hs = solo.log.hs;
+    const b = solo.applied.find((e) => text(e) === "b")!;
+    assert.ok(disk.hs!.commit < b.index);
+    net.down.add(1n);
+    await solo.node.stop();
+    net.down.delete(1n);
+    net.nodes.delete(1n);
+    const again = net.add(1n, [1n], disk, 7);
+    await net.until("b re-committed and applied after the restart", () => again.applied.some((e) => text(e) === "b"));
+    assert.deepEqual(again.applied.map(text), ["a", "b"]);
+    // A clean stop writes the commit it deferred.
+    await net.until("idle again", () => !again.node.rn.hasReady());
+    await again.node.stop();
+    assert.equal(disk.hs!.commit, again.node.committed);
+  } finally {
+    await net.stop();
+  }
+});

@@ -4,7 +4,8 @@
 //
 //   1. send rd.messages                       (need nothing durable)
 //   2. persist snapshot marker, entries, hard state — durably (crash boundary A:
-//      before this resolves nothing in this Ready is promised to anyone)
+//      before this resolves nothing in this Ready is promised to anyone); a hard
+//      state that only moves commit waits for the next write (see unsavedHs)
 //   3. make them visible to raft's Storage (MemoryStorage is the log's cache)
 //   4. send rd.messagesAfterPersist           (acks and votes: now true)
 //   5. hand readStates, soft state and committed entries to the state machine,
@@ -27,6 +28,7 @@ import {
   type ConfChange,
   type ConfState,
   type Entry,
+  type HardState,
   type Message,
   type ReadState,
   type SoftState,
@@ -134,6 +136,7 @@ export class RaftNode {
       ...(o.logger !== undefined ? { logger: o.logger } : {}),
     });
     this.lastSoft = this.rn.raft.softState();
+    this.initialHs = o.storage.initialState().hardState;
   }
 
   start(): void {
@@ -146,6 +149,8 @@ export class RaftNode {
     this.stopTicker?.();
     await this.idle;
     await this.applying;
+    // Best effort: a clean stop leaves the durable commit where raft had it (a crash may not; see unsavedHs).
+    await this.saveUnsavedHs().catch(() => undefined);
   }
 
   get isStopped(): boolean {
@@ -283,10 +288,16 @@ export class RaftNode {
           await this.o.log.saveSnapshot(rd.snapshot.metadata); // the WAL sees it replaces the log
           this.storage.applySnapshot(rd.snapshot);
         }
-        if (rd.entries.length > 0 || rd.hardState !== undefined) {
+        if (rd.entries.length === 0 && rd.snapshot === undefined && rd.hardState !== undefined && this.onlyCommitMoved(rd.hardState)) {
+          // etcd's raft.MustSync is false: see unsavedHs. Nothing waits on a disk.
+          this.unsavedHs = rd.hardState;
+        } else if (rd.entries.length > 0 || rd.hardState !== undefined) {
+          const hs = rd.hardState ?? this.unsavedHs;
           const t0 = performance.now();
-          await this.o.log.save(rd.hardState, rd.entries);
+          await this.o.log.save(hs, rd.entries);
           this.o.onPersist?.((performance.now() - t0) / 1000);
+          if (hs !== undefined) this.savedHs = hs;
+          if (this.unsavedHs !== undefined && hs !== undefined && hs.commit >= this.unsavedHs.commit) this.unsavedHs = undefined;
         }
         // ---- crash boundary A: this Ready's entries and hard state are durable ----
         this.storage.append(rd.entries);
@@ -358,6 +369,40 @@ export class RaftNode {
   /** The applies handed to the state machine and not finished yet, in order. */
   private applying: Promise<void> = Promise.resolve();
 
+  /**
+   * The hard state last handed to the durable log (save resolved), and a newer
+   * one that differs from it only in commit and has not been written yet.
+   *
+   * Contract (etcd's raft.MustSync): a Ready whose only durable change is a
+   * higher commit index is not written or fsynced on its own; that hard state
+   * rides along with the next save (entries, a term or vote change), or is
+   * written before a snapshot marker and on stop. Losing it in a crash is
+   * harmless: commit is not a promise to anyone (raft re-learns it from the
+   * leader, or a lone voter re-commits its durable log after its election);
+   * entries already applied past the durable commit are skipped on replay by
+   * the backend's consistent_index. Term and vote are always durable before
+   * any message that depends on them leaves (they never defer). This takes
+   * the second fsync off every write: on a leader, the commit-only Ready
+   * that follows each append; on a follower, every heartbeat that moves commit.
+   */
+  private savedHs: HardState | undefined;
+  private unsavedHs: HardState | undefined;
+
+  private onlyCommitMoved(hs: HardState): boolean {
+    const base = this.savedHs ?? this.initialHs;
+    return hs.term === base.term && hs.vote === base.vote;
+  }
+  private readonly initialHs: HardState;
+
+  /** Writes a deferred commit-only hard state (before a snapshot marker, and on stop). */
+  private async saveUnsavedHs(): Promise<void> {
+    const hs = this.unsavedHs;
+    if (hs === undefined) return;
+    await this.o.log.save(hs, []);
+    this.savedHs = hs;
+    if (this.unsavedHs === hs) this.unsavedHs = undefined;
+  }
+
   private async maybeSnapshot(): Promise<void> {
     const every = this.o.snapshotCount ?? 0n;
     if (every <= 0n) return;
@@ -366,6 +411,8 @@ export class RaftNode {
     if (applied - snapIndex < every) return;
     await this.applying; // the snapshot stands for the backend at `applied`
     await this.o.sm.beforeCompact?.();
+    // On replay, a marker must not be ahead of the durable commit (raft starts with applied = marker index <= commit).
+    await this.saveUnsavedHs();
     const snap = this.storage.createSnapshot(applied, this.rn.raft.trk.confState(), new Uint8Array(0));
     await this.o.log.saveSnapshot(snap.metadata);
     const keep = this.o.catchUpEntries ?? 5000n;
