@@ -163,3 +163,34 @@ test("changes carry the previous value for watchers", async () => {
     assert.equal(del!.kv.version, 0n);
   });
 });
+
+test("several txns in one batch write the revision once (the last), and a restart sees every change", async () => {
+  await withStore(async (open) => {
+    let s = await open();
+    const ops: BatchOp[] = [];
+    let rev = 0n;
+    for (const k of ["a", "b", "c"]) {
+      const w = s.beginWrite(ops);
+      w.put(b(k), b(`v${k}`), 0n);
+      rev = w.end();
+    }
+    const metas = ops.filter((o) => o.key.toString("latin1") === "mrev");
+    assert.equal(metas.length, 1, "one meta op per batch");
+    assert.equal(ops.length, 4, "three changes and the revision");
+    assert.equal(metas[0]!.type === "put" && metas[0]!.value.readBigInt64BE(), rev);
+    await s.backend.write(ops, true);
+    s.markDurable(rev);
+    // A new batch gets its own meta op.
+    const rev2 = await write(s, (w) => w.put(b("d"), b("vd"), 0n));
+    assert.equal(rev2, rev + 1n);
+    s = await open();
+    assert.equal(s.currentRev, rev2);
+    const r = await s.range(b("a"), b("\0"));
+    assert.deepEqual(r.kvs.map((kv) => [Buffer.from(kv.key).toString(), Buffer.from(kv.value).toString(), kv.modRevision]), [
+      ["a", "va", rev - 2n],
+      ["b", "vb", rev - 1n],
+      ["c", "vc", rev],
+      ["d", "vd", rev2],
+    ]);
+  });
+});
