@@ -194,3 +194,26 @@ test("several txns in one batch write the revision once (the last), and a restar
     ]);
   });
 });
+
+test("backend: a write is visible to every read from the moment it is called, and writes land in call order", async () => {
+  await withStore(async (open) => {
+    const s = await open();
+    const be = s.backend;
+    const k = b("mseq");
+    const writes: Promise<void>[] = [];
+    for (let i = 1; i <= 200; i++) {
+      writes.push(be.write([{ type: "put", key: k, value: Buffer.from([i]) }, { type: "put", key: b(`mx${i}`), value: Buffer.from([i]) }], false));
+      if (i % 50 === 0) {
+        // Not awaited: reads called now see every write called before them.
+        assert.deepEqual(await be.get(k), Buffer.from([i]));
+        const many = await be.getMany([b(`mx${i}`), b(`mx${i - 1}`)]);
+        assert.deepEqual(many, [Buffer.from([i]), Buffer.from([i - 1])]);
+        let n = 0;
+        for await (const _ of be.range(b("mx"), b("my"))) n++;
+        assert.equal(n, i);
+      }
+    }
+    await Promise.all(writes);
+    assert.deepEqual(await be.get(k), Buffer.from([200]), "the last write called is the last to land");
+  });
+});
