@@ -11,10 +11,11 @@
 // Reads resolve revisions with the in-memory index; a key's current value is
 // cached on its index entry, older values are read from the backend.
 
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary } from "@bufbuild/protobuf";
 import { KeyValueSchema, type KeyValue } from "../../gen/mvccpb/kv_pb.js";
 import { Errors } from "../errors.js";
 import { Backend, NS_KV, int64, metaKey, type BatchOp } from "./backend.js";
+import { encodeKeyValue } from "./kv_encode.js";
 import { KeyIndex, TreeIndex, keyStr, type IndexHit } from "./key_index.js";
 import { decodeRev, encodeRev, rev as mkRev, type Revision } from "./revision.js";
 
@@ -55,10 +56,8 @@ export function rangeBounds(key: Uint8Array, end: Uint8Array): { start: string; 
 }
 
 function encodeKv(kv: KeyValue, flag: number): Buffer {
-  const body = toBinary(KeyValueSchema, kv);
-  const b = Buffer.allocUnsafe(body.length + 1);
+  const b = encodeKeyValue(kv, 1);
   b[0] = flag;
-  b.set(body, 1);
   return b;
 }
 
