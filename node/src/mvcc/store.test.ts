@@ -163,3 +163,57 @@ test("changes carry the previous value for watchers", async () => {
     assert.equal(del!.kv.version, 0n);
   });
 });
+
+test("several txns in one batch write the revision once (the last), and a restart sees every change", async () => {
+  await withStore(async (open) => {
+    let s = await open();
+    const ops: BatchOp[] = [];
+    let rev = 0n;
+    for (const k of ["a", "b", "c"]) {
+      const w = s.beginWrite(ops);
+      w.put(b(k), b(`v${k}`), 0n);
+      rev = w.end();
+    }
+    const metas = ops.filter((o) => o.key.toString("latin1") === "mrev");
+    assert.equal(metas.length, 1, "one meta op per batch");
+    assert.equal(ops.length, 4, "three changes and the revision");
+    assert.equal(metas[0]!.type === "put" && metas[0]!.value.readBigInt64BE(), rev);
+    await s.backend.write(ops, true);
+    s.markDurable(rev);
+    // A new batch gets its own meta op.
+    const rev2 = await write(s, (w) => w.put(b("d"), b("vd"), 0n));
+    assert.equal(rev2, rev + 1n);
+    s = await open();
+    assert.equal(s.currentRev, rev2);
+    const r = await s.range(b("a"), b("\0"));
+    assert.deepEqual(r.kvs.map((kv) => [Buffer.from(kv.key).toString(), Buffer.from(kv.value).toString(), kv.modRevision]), [
+      ["a", "va", rev - 2n],
+      ["b", "vb", rev - 1n],
+      ["c", "vc", rev],
+      ["d", "vd", rev2],
+    ]);
+  });
+});
+
+test("backend: a write is visible to every read from the moment it is called, and writes land in call order", async () => {
+  await withStore(async (open) => {
+    const s = await open();
+    const be = s.backend;
+    const k = b("mseq");
+    const writes: Promise<void>[] = [];
+    for (let i = 1; i <= 200; i++) {
+      writes.push(be.write([{ type: "put", key: k, value: Buffer.from([i]) }, { type: "put", key: b(`mx${i}`), value: Buffer.from([i]) }], false));
+      if (i % 50 === 0) {
+        // Not awaited: reads called now see every write called before them.
+        assert.deepEqual(await be.get(k), Buffer.from([i]));
+        const many = await be.getMany([b(`mx${i}`), b(`mx${i - 1}`)]);
+        assert.deepEqual(many, [Buffer.from([i]), Buffer.from([i - 1])]);
+        let n = 0;
+        for await (const _ of be.range(b("mx"), b("my"))) n++;
+        assert.equal(n, i);
+      }
+    }
+    await Promise.all(writes);
+    assert.deepEqual(await be.get(k), Buffer.from([200]), "the last write called is the last to land");
+  });
+});

@@ -11,14 +11,16 @@
 // Reads resolve revisions with the in-memory index; a key's current value is
 // cached on its index entry, older values are read from the backend.
 
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary } from "@bufbuild/protobuf";
 import { KeyValueSchema, type KeyValue } from "../../gen/mvccpb/kv_pb.js";
 import { Errors } from "../errors.js";
 import { Backend, NS_KV, int64, metaKey, type BatchOp } from "./backend.js";
+import { encodeKeyValue } from "./kv_encode.js";
 import { KeyIndex, TreeIndex, keyStr, type IndexHit } from "./key_index.js";
 import { decodeRev, encodeRev, rev as mkRev, type Revision } from "./revision.js";
 
 const FLAG_PUT = 0;
+const META_REV = metaKey("rev");
 const FLAG_TOMBSTONE = 1;
 
 /** One change made by a write txn, in sub-revision order; what watchers receive. */
@@ -54,10 +56,8 @@ export function rangeBounds(key: Uint8Array, end: Uint8Array): { start: string; 
 }
 
 function encodeKv(kv: KeyValue, flag: number): Buffer {
-  const body = toBinary(KeyValueSchema, kv);
-  const b = Buffer.allocUnsafe(body.length + 1);
+  const b = encodeKeyValue(kv, 1);
   b[0] = flag;
-  b.set(body, 1);
   return b;
 }
 
@@ -252,10 +252,25 @@ export class MvccStore {
     this.pending.set(k.toString("latin1"), kv);
   }
 
-  /** Appends the store's meta record (current revision) to a batch. */
+  /**
+   * Records the store's current revision in a batch. A batch needs only the
+   * last one (it is written atomically), so a txn after the first in the same
+   * batch overwrites the earlier meta op in place instead of adding one: an
+   * apply batch of N puts writes N + 2 ops, not 2N + 1.
+   */
   stageMeta(ops: BatchOp[]): void {
-    ops.push({ type: "put", key: metaKey("rev"), value: int64(this.currentRev) });
+    const op: BatchOp = { type: "put", key: META_REV, value: int64(this.currentRev) };
+    const slot = this.metaSlot;
+    if (slot !== undefined && slot.ops === ops && ops[slot.i] === slot.op) {
+      ops[slot.i] = op;
+      slot.op = op;
+      return;
+    }
+    this.metaSlot = { ops, i: ops.length, op };
+    ops.push(op);
   }
+  /** Where stageMeta last put the revision, to overwrite it within the same batch. */
+  private metaSlot: { ops: BatchOp[]; i: number; op: BatchOp } | undefined;
 
   /**
    * Called by the apply loop once the batch holding revisions <= rev is on

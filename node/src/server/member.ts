@@ -74,6 +74,10 @@ export async function startMember(cfg: Config, logger: Logger, opts: StartOption
     "grpc.keepalive_timeout_ms": cfg.grpcKeepaliveTimeout,
     "grpc.http2.min_ping_interval_without_data_ms": cfg.grpcKeepaliveMinTime,
     "grpc.max_concurrent_streams": Math.min(cfg.maxConcurrentStreams, 2 ** 31 - 1),
+    // No channelz service is exposed; its per-call and per-message bookkeeping
+    // (call counters, Date.now() per message, an event tracker per call) was 4%
+    // of a put-c1000 profile.
+    "grpc.enable_channelz": 0,
   });
   const services = allServices(server);
   bindServices(grpcServer, services, logger.child({ component: "grpc" }), { hasLeader: () => server.leader !== 0n });

@@ -58,7 +58,8 @@ export const REAL_TICKER: Ticker = {
 export interface StateMachine {
   /**
    * Applies committed entries, in order, and resolves when they are applied
-   * (the backend write done). Conf change entries are included; the driver
+   * (their backend write called: visible to every read, landing in order; see
+   * Backend's ordering and visibility contract). Conf change entries are included; the driver
    * applies them to raft afterwards, in order, and the state machine updates
    * membership from them. It may resolve with the indexes of conf changes it
    * refused (etcd's ValidateConfigurationChange): raft applies those as no-ops.

@@ -527,8 +527,14 @@ export class EtcdServer {
         upTo = e.index;
       }
       ops.push({ type: "put", key: metaKey("consistent_index"), value: int64(upTo) });
-      // The raft log is the durability point; this write need not be synced.
-      await this.backend.write(ops, false);
+      // The raft log is the durability point; this write need not be synced, and
+      // the apply need not wait for it (etcd answers once an apply is in its batch
+      // transaction's buffer): it is visible to every read from this call on (the
+      // backend's reads wait for the writes called before them), it lands after
+      // the previous batch and before the next (one chain), and data and
+      // consistent_index land together. A crash before it lands re-applies the
+      // batch from the log. A failed write stops the member, as a failed persist does.
+      this.backend.write(ops, false).catch((err: unknown) => this.fatal(err));
       this.metrics.proposalsCommitted.inc(applied);
       for (const { rev, changes } of this.store.markDurable(this.store.currentRev)) this.hub.notify(rev, changes);
       this.appliedIndex = upTo;

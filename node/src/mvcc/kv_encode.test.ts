@@ -1,0 +1,37 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { KeyValueSchema } from "../../gen/mvccpb/kv_pb.js";
+import { SeededRand } from "../raft/rand.js";
+import { encodeKeyValue } from "./kv_encode.js";
+
+const ints = [0n, 1n, 127n, 128n, 255n, 16383n, 16384n, 2n ** 31n - 1n, 2n ** 31n, 2n ** 32n - 1n, 2n ** 32n, 2n ** 35n, 2n ** 56n, 2n ** 63n - 1n, -1n, -(2n ** 63n), -300n];
+
+test("encodeKeyValue writes exactly toBinary's bytes, after the prefix", () => {
+  const rand = new SeededRand(5);
+  const lens = [0, 1, 8, 127, 128, 300, 16384, 70000];
+  let n = 0;
+  for (let i = 0; i < 3000; i++) {
+    const pick = () => ints[rand.intn(ints.length)]!;
+    const bytes = (len: number) => Uint8Array.from({ length: len }, () => rand.intn(256));
+    const kv = create(KeyValueSchema, {
+      key: bytes(lens[rand.intn(4)]!),
+      value: bytes(lens[rand.intn(lens.length)]!),
+      createRevision: pick(),
+      modRevision: pick(),
+      version: pick(),
+      lease: pick(),
+    });
+    const want = Buffer.from(toBinary(KeyValueSchema, kv));
+    for (const prefix of [0, 1]) {
+      const got = encodeKeyValue(kv, prefix);
+      assert.equal(got.length, prefix + want.length);
+      assert.ok(got.subarray(prefix).equals(want), `case ${i}: ${want.toString("hex").slice(0, 80)}`);
+      n++;
+    }
+  }
+  // Unknown fields survive as protobuf-es writes them.
+  const withUnknown = fromBinary(KeyValueSchema, Buffer.concat([Buffer.from(toBinary(KeyValueSchema, create(KeyValueSchema, { key: Buffer.from("k"), modRevision: 5n }))), Buffer.from([0x38, 0x07])]));
+  assert.ok(encodeKeyValue(withUnknown, 1).subarray(1).equals(Buffer.from(toBinary(KeyValueSchema, withUnknown))));
+  assert.ok(n >= 6000);
+});
