@@ -36,7 +36,7 @@ import { MvccStore, decodeKvRecord, kvRecordBody } from "../mvcc/store.js";
 import { KvHasher } from "../mvcc/hash.js";
 import { decodeRev } from "../mvcc/revision.js";
 import { WatchHub } from "../watch/hub.js";
-import { MemoryStorage, Raft, RaftError, encodeConfChange, type ConfChange, type Entry, type ReadState, type SoftState } from "../raft/index.js";
+import { MemoryStorage, Raft, RaftError, encodeConfChange, type ConfChange, type Entry, type Message as RaftMessage, type ReadState, type SoftState } from "../raft/index.js";
 import { Transport, idHex, type PeerHandler } from "../transport/index.js";
 import { AlarmStore, Applier, type ApplyResult } from "./applier.js";
 import { executeRange } from "./range.js";
@@ -190,6 +190,7 @@ export class EtcdServer {
       onSnapshotStatus: (id, ok) => this.raft.reportSnapshot(id, ok),
       onRemoved: () => this.onRemovedFromCluster(),
       isRemoved: (id) => this.membership.removed.has(id),
+      snapshotMessage: (m) => this.mergedSnapshotMessage(m),
       snapshotPayload: () => this.snapshotPayload(),
       onSnapshot: (m, payload) => this.receiveSnapshot(m.snapshot?.metadata.index ?? 0n, payload),
     });
@@ -762,6 +763,34 @@ export class EtcdServer {
 
   snapFile(index: bigint): string {
     return join(this.snapDir, snapDbName(index));
+  }
+
+  /**
+   * A MsgSnap as it goes out (etcd's createMergedSnapshotMessage): raft made it
+   * from the stored snapshot, whose configuration is as of its index; a member
+   * added since is not in it, and its raft would refuse the snapshot ("not in
+   * the ConfState") and wait for the next one — forever on an idle cluster. The
+   * payload is the backend as it is when the send starts, which holds every
+   * apply up to appliedIndex now (a read waits for the writes called before
+   * it), so the message describes appliedIndex instead: its term, and raft's
+   * current configuration. The dump may still reach past it (applies after this
+   * call); the receiver skips entries up to the dump's consistent_index and
+   * takes its membership (restoreFromFile). Left as it is when raft's log no
+   * longer has the applied index's term (not expected: snapshots are taken at
+   * applied indexes, and the log keeps what follows them).
+   */
+  private mergedSnapshotMessage(m: RaftMessage): RaftMessage {
+    const snap = m.snapshot;
+    const at = this.appliedIndex;
+    if (snap === undefined || at <= snap.metadata.index) return m;
+    let term: bigint;
+    try {
+      term = this.raft.rn.raft.raftLog.term(at);
+    } catch {
+      return m;
+    }
+    const confState = this.raft.rn.raft.trk.confState();
+    return { ...m, snapshot: { metadata: { index: at, term, confState }, data: snap.data } };
   }
 
   /**

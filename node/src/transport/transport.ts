@@ -127,6 +127,13 @@ export interface TransportOptions {
    * alone, its snapshot.data inline.
    */
   snapshotPayload?(m: Message): AsyncIterable<Uint8Array> | undefined;
+  /**
+   * Rewrites a MsgSnap just before it is sent (etcd's createMergedSnapshotMessage):
+   * the payload is the database as it is at send time, so the message may describe
+   * that instead of the stored snapshot it was made from. Called before
+   * snapshotPayload, with what raft produced; returns the message to send.
+   */
+  snapshotMessage?(m: Message): Message;
   /** A peer refused us because this member was removed from the cluster. Called once. */
   onRemoved?(by: bigint): void;
   /** Whether `id` was removed from the cluster (besides the IDs passed to removePeer). */
@@ -362,7 +369,8 @@ export class Transport {
         continue;
       }
       if (m.type === "MsgSnap") {
-        void this.sendSnapshot(m, this.opts.snapshotPayload?.(m) ?? emptyPayload());
+        const sm = this.opts.snapshotMessage?.(m) ?? m;
+        void this.sendSnapshot(sm, this.opts.snapshotPayload?.(sm) ?? emptyPayload());
         continue;
       }
       this.enqueue(p, m);
