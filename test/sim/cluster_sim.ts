@@ -31,7 +31,7 @@ import {
 } from "../../node/src/raft/index.js";
 import { Raft } from "../../node/src/raft/raft.js";
 import { type KvCheckResult, type KvEvent, type KvOp, type Outcome, checkKvHistory } from "../faults/kvcheck.js";
-import { type Cmd, type CmdResult, EventQueue, execute, randomPartition } from "./sim_shared.js";
+import { type Cmd, type CmdResult, EventQueue, execute, nextClientStep, randomPartition, settledWrite } from "./sim_shared.js";
 
 export const TICK_MS = 10;
 
@@ -490,17 +490,10 @@ export class ClusterSim {
     const lastSeen = new Map<string, string | null>();
     const next = () => {
       if (this.healed) return;
-      const key = `k${this.rand.intn(3)}`;
+      const step = nextClientStep(this.rand, client, ++seqNo, lastSeen);
       const node = this.rand.pick(this.nodes);
-      const id = `c${client}-${++seqNo}`;
-      const dice = this.rand.intn(100);
-      if (dice < 35) this.clientWrite(client, { id, op: "put", key, value: id }, node, next, lastSeen);
-      else if (dice < 45) this.clientWrite(client, { id, op: "del", key }, node, next, lastSeen);
-      else if (dice < 65) {
-        // Mostly expect what was last seen (likely to succeed), sometimes absent (likely to fail).
-        const expect = this.rand.chance(0.8) ? (lastSeen.get(key) ?? null) : null;
-        this.clientWrite(client, { id, op: "cas", key, expect, value: id }, node, next, lastSeen);
-      } else this.clientGet(client, id, key, node, next, lastSeen);
+      if ("write" in step) this.clientWrite(client, step.write, node, next, lastSeen);
+      else this.clientGet(client, step.get.id, step.get.key, node, next, lastSeen);
     };
     this.at(this.rand.intn(20), next);
   }
@@ -517,16 +510,8 @@ export class ClusterSim {
     const settle = (outcome: Outcome, r?: CmdResult) => {
       if (settled) return;
       settled = true;
-      let op: KvOp;
-      if (cmd.op === "put") op = { kind: "put", value: cmd.value };
-      else if (cmd.op === "del") op = { kind: "delete" };
-      else op = { kind: "cas", expect: cmd.expect, value: cmd.value, succeeded: r?.succeeded, observed: r?.observed };
+      const op = settledWrite(cmd, outcome, r, lastSeen);
       this.record({ ...base, op }, outcome);
-      if (outcome === "ok") {
-        if (cmd.op === "put") lastSeen.set(cmd.key, cmd.value);
-        else if (cmd.op === "del") lastSeen.set(cmd.key, null);
-        else lastSeen.set(cmd.key, r!.succeeded ? cmd.value : (r!.observed ?? null));
-      }
       this.at(this.rand.intn(20), next);
     };
     if (!n.up) {

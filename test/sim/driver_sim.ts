@@ -49,7 +49,7 @@ import { WalFailedError } from "../../node/src/wal/errors.js";
 import { SimFaultError, SimFs } from "../../node/src/wal/sim_fs.js";
 import { Wal, type WalState } from "../../node/src/wal/wal.js";
 import { type KvCheckResult, type KvEvent, type KvOp, type Outcome, checkKvHistory } from "../faults/kvcheck.js";
-import { type Cmd, type CmdResult, EventQueue, execute, randomPartition } from "./sim_shared.js";
+import { type Cmd, type CmdResult, EventQueue, execute, nextClientStep, randomPartition, settledWrite } from "./sim_shared.js";
 
 export const TICK_MS = 10;
 const ELECTION_TICK = 10;
@@ -943,19 +943,14 @@ export class DriverSim {
 
   private runClient(client: number): void {
     let seqNo = 0;
+    /** The value this client last saw or wrote per key: what its compare-and-swaps expect. */
     const lastSeen = new Map<string, string | null>();
     const next = () => {
       if (this.healed) return;
-      const key = `k${this.rand.intn(3)}`;
+      const step = nextClientStep(this.rand, client, ++seqNo, lastSeen);
       const node = this.rand.pick(this.nodes);
-      const id = `c${client}-${++seqNo}`;
-      const dice = this.rand.intn(100);
-      if (dice < 35) this.clientWrite(client, { id, op: "put", key, value: id }, node, next, lastSeen);
-      else if (dice < 45) this.clientWrite(client, { id, op: "del", key }, node, next, lastSeen);
-      else if (dice < 65) {
-        const expect = this.rand.chance(0.8) ? (lastSeen.get(key) ?? null) : null;
-        this.clientWrite(client, { id, op: "cas", key, expect, value: id }, node, next, lastSeen);
-      } else this.clientGet(client, id, key, node, next, lastSeen);
+      if ("write" in step) this.clientWrite(client, step.write, node, next, lastSeen);
+      else this.clientGet(client, step.get.id, step.get.key, node, next, lastSeen);
     };
     this.at(this.rand.intn(20), next);
   }
@@ -971,16 +966,8 @@ export class DriverSim {
     const settle = (outcome: Outcome, r?: CmdResult) => {
       if (settled) return;
       settled = true;
-      let op: KvOp;
-      if (cmd.op === "put") op = { kind: "put", value: cmd.value };
-      else if (cmd.op === "del") op = { kind: "delete" };
-      else op = { kind: "cas", expect: cmd.expect, value: cmd.value, succeeded: r?.succeeded, observed: r?.observed };
+      const op = settledWrite(cmd, outcome, r, lastSeen);
       this.record({ client, key: cmd.key, invoke, op }, outcome);
-      if (outcome === "ok") {
-        if (cmd.op === "put") lastSeen.set(cmd.key, cmd.value);
-        else if (cmd.op === "del") lastSeen.set(cmd.key, null);
-        else lastSeen.set(cmd.key, r!.succeeded ? cmd.value : (r!.observed ?? null));
-      }
       this.at(this.rand.intn(20), next);
     };
     if (!n.up || n.raft!.isStopped) {

@@ -1,9 +1,10 @@
 // Pieces shared by the two cluster simulators (cluster_sim.ts drives RawNode with
 // its own Ready loop; driver_sim.ts runs the production RaftNode and WAL): the
 // virtual-time event queue, the replicated key-value command and its semantics,
-// and the random partition shapes.
+// the random partition shapes, and the clients' workload.
 
 import type { SeededRand } from "../../node/src/raft/index.js";
+import type { KvOp, Outcome } from "../faults/kvcheck.js";
 
 // -------------------------------------------------------------- the queue
 
@@ -145,4 +146,40 @@ export function randomPartition(ids: readonly bigint[], rand: SeededRand): Set<s
     }
   }
   return blocked;
+}
+
+// ------------------------------------------------------------ the clients
+
+/** What a client does next: a write (put, delete, compare-and-swap) or a linearizable get. */
+export type ClientStep = { readonly write: Cmd } | { readonly get: { readonly id: string; readonly key: string } };
+
+/**
+ * The clients' workload, the same in both simulators: three keys; 35% puts, 10%
+ * deletes, 20% one-key compare-and-swaps, 35% gets. A swap mostly expects the value
+ * this client last saw or wrote (likely to succeed), sometimes absent (likely to
+ * fail), so both branches of the txn are taken. `lastSeen` is the client's memory.
+ */
+export function nextClientStep(rand: SeededRand, client: number, seq: number, lastSeen: ReadonlyMap<string, string | null>): ClientStep {
+  const key = `k${rand.intn(3)}`;
+  const id = `c${client}-${seq}`;
+  const dice = rand.intn(100);
+  if (dice < 35) return { write: { id, op: "put", key, value: id } };
+  if (dice < 45) return { write: { id, op: "del", key } };
+  if (dice < 65) {
+    const expect = rand.chance(0.8) ? (lastSeen.get(key) ?? null) : null;
+    return { write: { id, op: "cas", key, expect, value: id } };
+  }
+  return { get: { id, key } };
+}
+
+/** The history's record of a settled write, and what an acknowledged one teaches the client. */
+export function settledWrite(cmd: Cmd, outcome: Outcome, r: CmdResult | undefined, lastSeen: Map<string, string | null>): KvOp {
+  if (outcome === "ok") {
+    if (cmd.op === "put") lastSeen.set(cmd.key, cmd.value);
+    else if (cmd.op === "del") lastSeen.set(cmd.key, null);
+    else lastSeen.set(cmd.key, r!.succeeded ? cmd.value : (r!.observed ?? null));
+  }
+  if (cmd.op === "put") return { kind: "put", value: cmd.value };
+  if (cmd.op === "del") return { kind: "delete" };
+  return { kind: "cas", expect: cmd.expect, value: cmd.value, succeeded: r?.succeeded, observed: r?.observed };
 }
