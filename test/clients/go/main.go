@@ -274,7 +274,10 @@ func progress(cli *clientv3.Client, _ func() *clientv3.Client) {
 			must(resp.Err(), "watch")
 			check(resp.IsProgressNotify(), "RequestProgress answer is not a progress notification: %+v", resp)
 			check(len(resp.Events) == 0, "progress notification with events")
-			out("RequestProgress: progress notify=%t revision=%d (current %d)", resp.IsProgressNotify(), resp.Header.Revision, rev)
+			// etcd 3.6 answers with the store's revision or, now and then, one below it (a
+			// new watcher on an otherwise idle stream; CI saw 17 against a current 18), so
+			// the transcript shows the range, not the number.
+			out("RequestProgress: progress notify=%t revision in [current-1, current]=%t", resp.IsProgressNotify(), resp.Header.Revision >= rev-1 && resp.Header.Revision <= rev)
 			got = true
 		case <-time.After(200 * time.Millisecond):
 		}
