@@ -31,7 +31,7 @@ import {
 } from "../../node/src/raft/index.js";
 import { Raft } from "../../node/src/raft/raft.js";
 import { type KvCheckResult, type KvEvent, type KvOp, type Outcome, checkKvHistory } from "../faults/kvcheck.js";
-import { type Cmd, type CmdResult, EventQueue, execute, nextClientStep, randomPartition, settledWrite } from "./sim_shared.js";
+import { type Cmd, type CmdResult, EventQueue, execute, historyCounts, nextClientStep, randomPartition, settledWrite } from "./sim_shared.js";
 
 export const TICK_MS = 10;
 
@@ -717,23 +717,11 @@ export class ClusterSim {
 
     const check = checkKvHistory(this.history);
     if (!check.ok) this.fail(`history is not linearizable on key ${check.key}: ${check.reason}`);
-    const count = (o: Outcome) => this.history.filter((h) => h.outcome === o).length;
-    const kinds = { put: 0, delete: 0, cas: 0, get: 0 };
-    let casSucceeded = 0;
-    let casFailed = 0;
-    for (const h of this.history) {
-      kinds[h.op.kind]++;
-      if (h.op.kind === "cas" && h.outcome === "ok") {
-        if (h.op.succeeded) casSucceeded++;
-        else casFailed++;
-      }
-    }
+    const counts = historyCounts(this.history);
     return {
       seed: this.opts.seed,
       ops: this.history.length,
-      okOps: count("ok"),
-      unknownOps: count("unknown"),
-      failedOps: count("failed"),
+      ...counts,
       leaders: this.leaderOfTerm.size,
       crashes: this.crashes,
       snapshotsSent: this.snapshotsSent,
@@ -741,9 +729,6 @@ export class ClusterSim {
       confChangesApplied: this.confChangesApplied,
       livenessTicks: Math.ceil((committedAt - healedAt) / TICK_MS),
       check,
-      kinds,
-      casSucceeded,
-      casFailed,
       faults: describeFaults(this.faults),
     };
   }

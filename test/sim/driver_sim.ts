@@ -49,7 +49,7 @@ import { WalFailedError } from "../../node/src/wal/errors.js";
 import { SimFaultError, SimFs } from "../../node/src/wal/sim_fs.js";
 import { Wal, type WalState } from "../../node/src/wal/wal.js";
 import { type KvCheckResult, type KvEvent, type KvOp, type Outcome, checkKvHistory } from "../faults/kvcheck.js";
-import { type Cmd, type CmdResult, EventQueue, execute, nextClientStep, randomPartition, settledWrite } from "./sim_shared.js";
+import { type Cmd, type CmdResult, EventQueue, execute, historyCounts, nextClientStep, randomPartition, settledWrite } from "./sim_shared.js";
 
 export const TICK_MS = 10;
 const ELECTION_TICK = 10;
@@ -1232,26 +1232,11 @@ export class DriverSim {
 
     const check = checkKvHistory(this.history);
     if (!check.ok) this.fail(`history is not linearizable on key ${check.key}: ${check.reason}`);
-    const count = (o: Outcome) => this.history.filter((h) => h.outcome === o).length;
-    const kinds = { put: 0, delete: 0, cas: 0, get: 0 };
-    let casSucceeded = 0;
-    let casFailed = 0;
-    for (const h of this.history) {
-      kinds[h.op.kind]++;
-      if (h.op.kind === "cas" && h.outcome === "ok") {
-        if (h.op.succeeded) casSucceeded++;
-        else casFailed++;
-      }
-    }
+    const counts = historyCounts(this.history);
     return {
       seed: this.opts.seed,
       ops: this.history.length,
-      okOps: count("ok"),
-      unknownOps: count("unknown"),
-      failedOps: count("failed"),
-      kinds,
-      casSucceeded,
-      casFailed,
+      ...counts,
       leaders: this.leaderOfTerm.size,
       crashes: this.crashes,
       diskFaults: this.diskFaults,

@@ -4,7 +4,7 @@
 // the random partition shapes, and the clients' workload.
 
 import type { SeededRand } from "../../node/src/raft/index.js";
-import type { KvOp, Outcome } from "../faults/kvcheck.js";
+import type { KvEvent, KvOp, Outcome } from "../faults/kvcheck.js";
 
 // -------------------------------------------------------------- the queue
 
@@ -182,4 +182,28 @@ export function settledWrite(cmd: Cmd, outcome: Outcome, r: CmdResult | undefine
   if (cmd.op === "put") return { kind: "put", value: cmd.value };
   if (cmd.op === "del") return { kind: "delete" };
   return { kind: "cas", expect: cmd.expect, value: cmd.value, succeeded: r?.succeeded, observed: r?.observed };
+}
+
+/** What a run's history holds, for the simulators' summaries: outcomes, kinds, and how txns went. */
+export function historyCounts(history: readonly KvEvent[]): {
+  okOps: number;
+  unknownOps: number;
+  failedOps: number;
+  kinds: Record<KvOp["kind"], number>;
+  casSucceeded: number;
+  casFailed: number;
+} {
+  const outcomes: Record<Outcome, number> = { ok: 0, unknown: 0, failed: 0 };
+  const kinds = { put: 0, delete: 0, cas: 0, get: 0 };
+  let casSucceeded = 0;
+  let casFailed = 0;
+  for (const h of history) {
+    outcomes[h.outcome]++;
+    kinds[h.op.kind]++;
+    if (h.op.kind === "cas" && h.outcome === "ok") {
+      if (h.op.succeeded) casSucceeded++;
+      else casFailed++;
+    }
+  }
+  return { okOps: outcomes.ok, unknownOps: outcomes.unknown, failedOps: outcomes.failed, kinds, casSucceeded, casFailed };
 }
