@@ -11,11 +11,7 @@ ARG NODE_IMAGE=node:24.21.0-bookworm-slim
 FROM ${NODE_IMAGE} AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
-# Our postinstall (patch-package, a dev dependency) applies patches/ to grpc-js; npm prune
-# below keeps the patched files. It fails the build if a patch no longer applies.
-COPY patches ./patches
-# Install scripts run explicitly (npm rebuild, which runs our postinstall too) so a registry
-# change cannot add one silently.
+# Install scripts run explicitly (npm rebuild) so a registry change cannot add one silently.
 RUN npm ci --ignore-scripts && npm rebuild
 COPY tsconfig.json buf.gen.yaml ./
 COPY node ./node

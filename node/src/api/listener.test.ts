@@ -5,12 +5,22 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import * as grpc from "@grpc/grpc-js";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { RangeRequestSchema, RangeResponseSchema, ResponseHeaderSchema } from "../../gen/etcdserverpb/rpc_pb.js";
+import { KV, RangeRequestSchema, RangeResponseSchema, ResponseHeaderSchema } from "../../gen/etcdserverpb/rpc_pb.js";
 import type { RangeRequest, RangeResponse } from "../../gen/etcdserverpb/rpc_pb.js";
 import { classify, serveClientPort } from "./listener.js";
 import type { ClientPort } from "./listener.js";
 import { createHttpHandler } from "./http/index.js";
 import { request } from "./http/httpclient.testlib.js";
+import { GrpcServer } from "./grpc/server.js";
+import { defineService } from "./registry.js";
+import pino from "pino";
+
+function rangeServer(count: (req: RangeRequest) => bigint): GrpcServer {
+  const kv = defineService(KV, {
+    range: async (req) => create(RangeResponseSchema, { header: create(ResponseHeaderSchema, { revision: 42n }), count: count(req) }),
+  });
+  return new GrpcServer([kv], { maxReceiveBytes: 1 << 20, log: pino({ level: "silent" }) });
+}
 
 const rangeMethod = {
   path: "/etcdserverpb.KV/Range",
@@ -58,20 +68,12 @@ function raw(port: number, pieces: (string | Buffer)[], waitMs = 400): Promise<{
 }
 
 describe("client port listener", () => {
-  let grpcServer: grpc.Server;
+  let grpcServer: GrpcServer;
   let port: ClientPort;
   let client: grpc.Client;
 
   before(async () => {
-    grpcServer = new grpc.Server();
-    grpcServer.addService(
-      { Range: rangeMethod },
-      {
-        Range: (call: grpc.ServerUnaryCall<RangeRequest, RangeResponse>, cb: grpc.sendUnaryData<RangeResponse>) => {
-          cb(null, create(RangeResponseSchema, { header: create(ResponseHeaderSchema, { revision: 42n }), count: BigInt(call.request.key.length) }));
-        },
-      },
-    );
+    grpcServer = rangeServer((req) => BigInt(req.key.length));
     port = await serveClientPort({
       host: "127.0.0.1",
       port: 0,
@@ -88,7 +90,7 @@ describe("client port listener", () => {
   after(async () => {
     client.close();
     await port.close();
-    grpcServer.forceShutdown();
+    grpcServer.destroy();
   });
 
   test("classify", () => {
@@ -154,8 +156,7 @@ describe("client port listener", () => {
   });
 
   test("close() stops the listener and ends open connections", async () => {
-    const g = new grpc.Server();
-    g.addService({ Range: rangeMethod }, { Range: (_c: unknown, cb: grpc.sendUnaryData<RangeResponse>) => cb(null, create(RangeResponseSchema)) });
+    const g = rangeServer(() => 0n);
     const p = await serveClientPort({ host: "127.0.0.1", port: 0, grpcServer: g, http: (_req, res) => res.end("x") });
     const c = new grpc.Client(`127.0.0.1:${p.port}`, grpc.credentials.createInsecure());
     await grpcRange(c, "a");
@@ -172,6 +173,6 @@ describe("client port listener", () => {
       }),
     );
     c.close();
-    g.forceShutdown();
+    g.destroy();
   });
 });

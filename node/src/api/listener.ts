@@ -2,9 +2,9 @@
 //
 // Each accepted connection is held until its first bytes decide:
 //   * the HTTP/2 client preface "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" -> gRPC
-//     (handed to grpc-js through a connection injector; h2c to the JSON
-//     gateway is not offered, as in etcd; h2authority.ts judges the first
-//     request before grpc-js gets the connection);
+//     (handed to the gRPC server, grpc/server.ts; h2c to the JSON gateway is
+//     not offered, as in etcd; h2authority.ts judges the first request before
+//     the gRPC server gets the connection);
 //   * a first line that parses as an HTTP/1.x request line -> node:http;
 //   * anything else (or no newline within 4096 bytes) -> the connection is
 //     closed without a word, which is what cmux does when no matcher fits.
@@ -14,7 +14,8 @@
 import net from "node:net";
 import http from "node:http";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import * as grpc from "@grpc/grpc-js";
+import type http2 from "node:http2";
+import type { Duplex } from "node:stream";
 import { judgeGrpcConnection } from "./h2authority.js";
 
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
@@ -26,8 +27,8 @@ export interface ClientPortOptions {
   readonly host: string;
   /** Port; 0 picks a free one (see the returned `port`). */
   readonly port: number;
-  /** The gRPC server; it needs no bindAsync(), connections are injected. */
-  readonly grpcServer: grpc.Server;
+  /** The gRPC server (grpc/server.ts's GrpcServer): HTTP/2 connections are handed to it. */
+  readonly grpcServer: { serveConnection(conn: Duplex): http2.ServerHttp2Session };
   /** Handler for HTTP/1.x requests (e.g. createHttpHandler(...)). */
   readonly http: (req: IncomingMessage, res: ServerResponse) => void;
   /**
@@ -88,7 +89,8 @@ function isHttp1RequestLine(line: string): boolean {
 /** Serves gRPC and HTTP/1.x on one port. */
 export async function serveClientPort(opts: ClientPortOptions): Promise<ClientPort> {
   const sniffTimeout = opts.sniffTimeoutMs ?? 60_000;
-  const injector = opts.grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  /** The gRPC connections of this port, for close(). */
+  const sessions = new Set<http2.ServerHttp2Session>();
   // Like Go's server: no deadline on receiving a request (a watch may stream
   // its request body for hours) and 1 MiB of headers.
   const httpServer = http.createServer({ requestTimeout: 0, maxHeaderSize: 1 << 20 }, opts.http);
@@ -165,8 +167,13 @@ export async function serveClientPort(opts: ClientPortOptions): Promise<ClientPo
         pending.add(socket);
         judgeGrpcConnection(socket, buf, PREFACE.length, (conn) => {
           pending.delete(socket);
-          if (closing) socket.destroy();
-          else injector.injectConnection(conn);
+          if (closing) {
+            socket.destroy();
+            return;
+          }
+          const session = opts.grpcServer.serveConnection(conn);
+          sessions.add(session);
+          session.once("close", () => sessions.delete(session));
         });
       } else {
         socket.unshift(buf);
@@ -202,12 +209,13 @@ export async function serveClientPort(opts: ClientPortOptions): Promise<ClientPo
       pending.clear();
       for (const s of held) s.destroy();
       held.clear();
-      injector.drain(graceMs);
+      // GOAWAY: calls in progress may finish, no new ones start.
+      for (const s of sessions) s.close();
       httpServer.close();
       httpServer.closeIdleConnections();
       if (graceMs > 0) await new Promise<void>((resolve) => setTimeout(resolve, graceMs));
       httpServer.closeAllConnections();
-      injector.destroy();
+      for (const s of sessions) s.destroy();
       await closed;
     },
   };

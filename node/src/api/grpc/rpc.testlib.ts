@@ -15,7 +15,7 @@ import { KV } from "../../../gen/etcdserverpb/rpc_pb.js";
 import { EtcdServer } from "../../server/server.js";
 import { allServices } from "../../server/services.js";
 import { testServerOptions } from "../../server/options.testlib.js";
-import { bindServices, receiveLimit } from "./bind.js";
+import { GrpcServer } from "./server.js";
 
 export const ETCD = "/usr/bin/etcd";
 export const ETCDCTL = "/usr/bin/etcdctl";
@@ -41,17 +41,13 @@ export async function startOurs(tag = "rpc"): Promise<Target> {
   const dir = mkdtempSync(join(tmpdir(), `etcdts-${tag}-`));
   const logger = pino({ level: "silent" });
   const s = await EtcdServer.start(testServerOptions(dir, { logger }));
-  const limit = 1572864 + 512 * 1024;
-  const g = new grpc.Server(receiveLimit(limit));
-  bindServices(g, allServices(s), logger);
-  const port = await new Promise<number>((resolve, reject) =>
-    g.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
-  );
+  const g = new GrpcServer(allServices(s), { maxReceiveBytes: 1572864 + 512 * 1024, log: logger });
+  const { port } = await g.listen(0, "127.0.0.1");
   return {
     name: "ours",
     addr: `127.0.0.1:${port}`,
     async stop() {
-      g.forceShutdown();
+      g.destroy();
       await new Promise((r) => setTimeout(r, 20));
       await s.stop();
       rmSync(dir, { recursive: true, force: true });

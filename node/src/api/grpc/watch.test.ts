@@ -14,7 +14,7 @@ import { KV, Watch, WatchRequestSchema, WatchResponseSchema, type WatchRequest, 
 import { EtcdServer } from "../../server/server.js";
 import { allServices } from "../../server/services.js";
 import { testServerOptions } from "../../server/options.testlib.js";
-import { bindServices, receiveLimit } from "./bind.js";
+import { GrpcServer } from "./server.js";
 import { Client, eventually } from "./rpc.testlib.js";
 
 const STREAMS = 12;
@@ -26,12 +26,8 @@ test("watch streams and watchers are released when client streams end", async ()
   const dir = mkdtempSync(join(tmpdir(), "etcdts-watchleak-"));
   const logger = pino({ level: "silent" });
   const s = await EtcdServer.start(testServerOptions(dir, { logger }));
-  const limit = 1572864 + 512 * 1024;
-  const g = new grpc.Server(receiveLimit(limit));
-  bindServices(g, allServices(s), logger);
-  const port = await new Promise<number>((resolve, reject) =>
-    g.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
-  );
+  const g = new GrpcServer(allServices(s), { maxReceiveBytes: 1572864 + 512 * 1024, log: logger });
+  const { port } = await g.listen(0, "127.0.0.1");
   const kv = new Client(`127.0.0.1:${port}`);
   const path = `/${Watch.typeName}/${Watch.method.watch.name}`;
   try {
@@ -73,7 +69,7 @@ test("watch streams and watchers are released when client streams end", async ()
     }
   } finally {
     kv.close();
-    g.forceShutdown();
+    g.destroy();
     await new Promise((r) => setTimeout(r, 20));
     await s.stop();
     rmSync(dir, { recursive: true, force: true });
@@ -84,11 +80,8 @@ test("a half-closed watch stream keeps delivering events until the client goes a
   const dir = mkdtempSync(join(tmpdir(), "etcdts-watchhalf-"));
   const logger = pino({ level: "silent" });
   const s = await EtcdServer.start(testServerOptions(dir, { logger }));
-  const g = new grpc.Server();
-  bindServices(g, allServices(s), logger);
-  const port = await new Promise<number>((resolve, reject) =>
-    g.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
-  );
+  const g = new GrpcServer(allServices(s), { maxReceiveBytes: 4 * 1024 * 1024, log: logger });
+  const { port } = await g.listen(0, "127.0.0.1");
   const kv = new Client(`127.0.0.1:${port}`);
   try {
     const call = kv.c.makeBidiStreamRequest(
@@ -115,7 +108,7 @@ test("a half-closed watch stream keeps delivering events until the client goes a
     await eventually(async () => s.hub.stats().streams === 0);
   } finally {
     kv.close();
-    g.forceShutdown();
+    g.destroy();
     await new Promise((r) => setTimeout(r, 20));
     await s.stop();
     rmSync(dir, { recursive: true, force: true });
