@@ -976,16 +976,11 @@ export class DriverSim {
     }
     const sm = n.sm!;
     sm.writeWaits.set(cmd.id, (r) => settle("ok", r));
-    try {
-      n.raft!.propose(enc.encode(JSON.stringify(cmd)));
-    } catch (err) {
+    n.raft!.propose(enc.encode(JSON.stringify(cmd)), (dropped) => {
+      if (dropped === undefined) return;
       sm.writeWaits.delete(cmd.id);
-      if (isRaftError(err, "ErrProposalDropped")) {
-        settle("failed");
-        return;
-      }
-      throw err;
-    }
+      settle("failed");
+    });
     if (this.opts.bug === "earlyAck" && cmd.op !== "cas") settle("ok");
     this.at(500, () => {
       sm.writeWaits.delete(cmd.id);
@@ -1190,11 +1185,7 @@ export class DriverSim {
       }
       const leader = this.nodes.find((n) => n.up && n.raft!.isLeader);
       if (leader !== undefined) {
-        try {
-          leader.raft!.propose(enc.encode(JSON.stringify({ id: probeId, op: "put", key: "liveness", value: "1" } satisfies Cmd)));
-        } catch (err) {
-          if (!isRaftError(err, "ErrProposalDropped")) throw err;
-        }
+        leader.raft!.propose(enc.encode(JSON.stringify({ id: probeId, op: "put", key: "liveness", value: "1" } satisfies Cmd)));
       }
       this.at(5 * TICK_MS, probe);
     };

@@ -150,6 +150,17 @@ export class RawNode {
     );
   }
 
+  /**
+   * Proposes several entries as one MsgProp (one step, one broadcast). All or
+   * none: throws RaftError("ErrProposalDropped") if this node cannot take them.
+   */
+  proposeMany(data: readonly Uint8Array[]): void {
+    if (data.length === 0) return;
+    this.raft.step(
+      msg({ type: "MsgProp", from: this.raft.id, entries: data.map((d) => ({ term: 0n, index: 0n, type: "normal" as const, data: d })) }),
+    );
+  }
+
   /** Proposes a membership change (takes effect on each node when applied). */
   proposeConfChange(cc: ConfChange): void {
     this.raft.step(

@@ -195,6 +195,42 @@ test("a node restarted from its durable log keeps its entries and catches up", a
   }
 });
 
+test("proposals made together go to raft as one MsgProp; a dropped batch tells each proposer", async () => {
+  const net = new Net();
+  for (const id of ids) net.add(id, ids);
+  try {
+    await net.until("a leader", () => net.leader() !== undefined);
+    const leader = net.leader()!;
+    const f = [...net.nodes.values()].find((n) => n !== leader)!;
+    await net.until("the follower knows the leader", () => f.node.lead === leader.id);
+    const appsBefore = leader.sent.filter((m) => m.type === "MsgApp" && m.to === f.id).length;
+    const steps: (string | undefined)[] = [];
+    for (const v of ["p1", "p2", "p3", "p4"]) leader.node.propose(Buffer.from(v), (dropped) => steps.push(dropped?.code));
+    await net.until("all applied the four", () => [...net.nodes.values()].every((n) => n.applied.filter((e) => text(e).startsWith("p")).length === 4));
+    assert.deepEqual(steps, [undefined, undefined, undefined, undefined]);
+    // One step, one broadcast: the four entries reach the follower in a single MsgApp.
+    const apps = leader.sent.filter((m) => m.type === "MsgApp" && m.to === f.id).slice(appsBefore);
+    const carrying = apps.filter((m) => m.entries.some((e) => text(e).startsWith("p")));
+    assert.equal(carrying.length, 1, `MsgApps with the proposals: ${carrying.map((m) => m.entries.length).join(",")}`);
+    assert.deepEqual(carrying[0]!.entries.map(text), ["p1", "p2", "p3", "p4"]);
+
+    // A node that knows no leader drops them all, and says so to each proposer.
+    const alone = new Net();
+    const lone = alone.add(7n, [7n, 8n, 9n]);
+    try {
+      const dropped: (string | undefined)[] = [];
+      await new Promise<void>((resolve) => {
+        for (const v of ["q1", "q2"]) lone.node.propose(Buffer.from(v), (d) => dropped.push(d?.code) === 2 && resolve());
+      });
+      assert.deepEqual(dropped, ["ErrProposalDropped", "ErrProposalDropped"]);
+    } finally {
+      await alone.stop();
+    }
+  } finally {
+    await net.stop();
+  }
+});
+
 test("a message that breaks raft's invariants (commit past an empty log) stops the node through onFatal", async () => {
   const storage = new MemoryStorage();
   const fatal: unknown[] = [];

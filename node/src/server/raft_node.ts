@@ -110,6 +110,8 @@ export class RaftNode {
   readonly rn: RawNode;
   private readonly storage: MemoryStorage;
   private running = false;
+  /** Proposals queued for the loop's next step (see propose). */
+  private proposals: { data: Uint8Array; onStep: (dropped: RaftError | undefined) => void }[] = [];
   private stopped = false;
   private stopTicker: (() => void) | undefined;
   /** Resolves when the current loop run ends (for stop()). */
@@ -199,10 +201,31 @@ export class RaftNode {
     this.kick();
   }
 
-  /** Throws RaftError ErrProposalDropped when raft cannot take it (no leader, transfer...). */
-  propose(data: Uint8Array): void {
-    this.rn.propose(data);
+  /**
+   * Queues a proposal. The loop steps every queued proposal into raft as one
+   * MsgProp before its next Ready (under load, one step and one broadcast for
+   * many requests; nothing waits longer, as raft would only send them with that
+   * Ready). `onStep` is then called with undefined once raft took it, or with
+   * RaftError ErrProposalDropped when raft could not (no leader, transfer...).
+   */
+  propose(data: Uint8Array, onStep: (dropped: RaftError | undefined) => void = () => {}): void {
+    this.proposals.push({ data, onStep });
     this.kick();
+  }
+
+  /** Steps the queued proposals (see propose). */
+  private stepProposals(): void {
+    const ps = this.proposals;
+    if (ps.length === 0) return;
+    this.proposals = [];
+    try {
+      this.rn.proposeMany(ps.map((p) => p.data));
+    } catch (err) {
+      if (!(err instanceof RaftError && err.code === "ErrProposalDropped")) throw err;
+      for (const p of ps) p.onStep(err);
+      return;
+    }
+    for (const p of ps) p.onStep(undefined);
   }
 
   proposeConfChange(cc: ConfChange): void {
@@ -274,7 +297,10 @@ export class RaftNode {
 
   private async loop(): Promise<void> {
     try {
-      while (!this.stopped && this.rn.hasReady()) {
+      for (;;) {
+        if (this.stopped) break;
+        this.stepProposals();
+        if (!this.rn.hasReady()) break;
         const rd = this.rn.ready();
         if (rd.softState !== undefined) this.lastSoft = rd.softState;
         this.o.sink.send(rd.messages);
@@ -320,7 +346,7 @@ export class RaftNode {
       this.running = false;
     }
     // Work that arrived while the last Ready was being handled.
-    if (!this.stopped && this.rn.hasReady()) this.kick();
+    if (!this.stopped && (this.rn.hasReady() || this.proposals.length > 0)) this.kick();
   }
 
   /**

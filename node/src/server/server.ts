@@ -130,6 +130,13 @@ export class EtcdServer {
   appliedIndex: bigint;
   private readonly reqIds: IdGenerator;
   private readonly waiters = new Map<bigint, Waiter>();
+  /**
+   * This member's own proposals by their encoded bytes: raft hands the same
+   * Uint8Array back in the committed entry, so the apply takes the request object
+   * instead of decoding it again (entries read from the WAL or sent by another
+   * member are decoded as always). Weak: an entry's bytes go once raft drops it.
+   */
+  private readonly ownRequests = new WeakMap<Uint8Array, InternalRequest>();
   private readonly ccWaiters = new Map<bigint, (err?: Error) => void>();
   private readonly leaderWaiters = new Set<() => void>();
   private applyChain: Promise<unknown> = Promise.resolve();
@@ -405,6 +412,7 @@ export class EtcdServer {
   private async proposeEntry(entry: InternalRequest): Promise<ApplyResult> {
     const data = toBinary(InternalRequestSchema, entry);
     if (data.length > this.opts.maxRequestBytes) throw Errors.RequestTooLarge;
+    this.ownRequests.set(data, entry);
     if (this.waiters.size >= MAX_PENDING) throw Errors.TooManyRequests;
     const started = this.clock.now();
     return new Promise<ApplyResult>((resolve, reject) => {
@@ -424,13 +432,17 @@ export class EtcdServer {
         clearTimeout(timer);
         resolve(r);
       });
-      this.submit(
-        () => {
-          this.raft.propose(data);
-          accepted = true;
-        },
-        () => done,
-      );
+      // While there is no leader (raft drops the proposal), wait for one and try again,
+      // as etcd's proposals wait for a leader.
+      const attempt = (): void => {
+        if (this.stopped || done) return;
+        this.raft.propose(data, (dropped) => {
+          if (dropped === undefined) accepted = true;
+          else if (this.raft.lead === 0n) this.leaderWaiters.add(attempt);
+          else setTimeout(attempt, this.opts.heartbeatIntervalMs).unref(); // e.g. a leader transfer in progress
+        });
+      };
+      attempt();
     });
   }
 
@@ -503,7 +515,7 @@ export class EtcdServer {
             ccDone.push([w, err]);
           }
         } else if (e.data.length > 0) {
-          const req = fromBinary(InternalRequestSchema, e.data);
+          const req = this.ownRequests.get(e.data) ?? fromBinary(InternalRequestSchema, e.data);
           let r: ApplyResult;
           if (req.request.case === "memberAttrSet") {
             const a = req.request.value;
