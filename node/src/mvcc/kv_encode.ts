@@ -12,7 +12,7 @@ import { toBinary } from "@bufbuild/protobuf";
 import { KeyValueSchema, type KeyValue } from "../../gen/mvccpb/kv_pb.js";
 
 /** Bytes of an int64 as a varint (negative values take ten). */
-function int64Size(v: bigint): number {
+export function int64Size(v: bigint): number {
   if (v < 0n) return 10;
   if (v < 0x80n) return 1;
   let n = 1;
@@ -20,7 +20,7 @@ function int64Size(v: bigint): number {
   return n;
 }
 
-function lenSize(n: number): number {
+export function lenSize(n: number): number {
   let s = 1;
   while (n >= 0x80) {
     n = Math.floor(n / 128);
@@ -29,7 +29,7 @@ function lenSize(n: number): number {
   return s;
 }
 
-function putVarint32(b: Buffer, at: number, n: number): number {
+export function putVarint32(b: Buffer, at: number, n: number): number {
   while (n >= 0x80) {
     b[at++] = (n & 0x7f) | 0x80;
     n = Math.floor(n / 128);
@@ -38,7 +38,7 @@ function putVarint32(b: Buffer, at: number, n: number): number {
   return at;
 }
 
-function putInt64(b: Buffer, at: number, v: bigint): number {
+export function putInt64(b: Buffer, at: number, v: bigint): number {
   if (v >= 0n && v < 0x100000000n) return putVarint32(b, at, Number(v));
   let x = BigInt.asUintN(64, v);
   while (x >= 0x80n) {

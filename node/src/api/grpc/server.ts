@@ -33,6 +33,7 @@ import type { Logger } from "pino";
 import { WatchResponseSchema, type WatchResponse } from "../../../gen/etcdserverpb/rpc_pb.js";
 import { Code, type CodeValue, EtcdError, Errors, toStatus } from "../../errors.js";
 import type { AnyServiceImpl, BidiHandler, CallContext, ServerStreamHandler, UnaryHandler } from "../registry.js";
+import { fastEncoder } from "./encode.js";
 import { encodeWatchResponse } from "./watch-encode.js";
 
 export interface GrpcServerOptions {
@@ -118,7 +119,7 @@ function frame(body: Uint8Array): Buffer {
 function encoder(schema: DescMessage): (msg: unknown) => Uint8Array {
   // Watch responses fan out to many watchers with shared parts: encode those once.
   if (schema.typeName === WatchResponseSchema.typeName) return (msg) => encodeWatchResponse(msg as WatchResponse);
-  return (msg) => toBinary(schema, msg as never);
+  return fastEncoder(schema) ?? ((msg) => toBinary(schema, msg as never));
 }
 
 /**
