@@ -176,7 +176,10 @@ export class MemoryStorage implements Storage {
     if (offset > BigInt(this.ents.length)) {
       throw new RaftError("ErrInvalid", `missing log entry [last: ${this.lastIndex()}, append at: ${ents[0]!.index}]`);
     }
-    this.ents = this.ents.slice(0, Number(offset)).concat(ents);
+    // In place: the usual append (offset == length) copies nothing, where building a
+    // new array copied the whole retained log on every append.
+    this.ents.length = Number(offset);
+    for (const e of ents) this.ents.push(e);
   }
 }
 
