@@ -237,6 +237,21 @@ async function benchWorkload(tools: Tools, w: Workload, members: number, opts: O
         log(`${impl} ${members}-member did not start: ${(e as Error).message}`);
       }
     }
+    // One unmeasured warm-up run each, as a server that has been up a while: ours runs on
+    // a JIT (its first thousand requests run unoptimised code), and both open connections,
+    // fill caches and grow their logs before the rounds that count.
+    for (const impl of impls) {
+      const c = clusters.get(impl);
+      if (!c || failed.has(impl)) continue;
+      const label = `${w.name}-n${members}-${impl}-warmup`;
+      const r = await measureOnce(tools, c, w, opts, label);
+      if (!r.ok) {
+        log(`${label}: FAILED: ${r.why}`);
+        failed.set(impl, notMeasured(`failed: ${r.why}`));
+        continue;
+      }
+      log(`${label}: ${r.m.qps.toFixed(0)} qps (warm-up, not counted)`);
+    }
     const n = rounds(opts.mode);
     for (let i = 1; i <= n; i++) {
       // Alternate: etcd, ours, etcd, ours, ... so drift over time hits both.
