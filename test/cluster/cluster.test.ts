@@ -373,6 +373,30 @@ for (const impl of impls()) {
       ka.cancel();
       assert.equal(resp.ID, g.ID);
       assert.equal(resp.TTL, 30n);
+      // Keep-alives arriving together go to the leader in one request: each gets its own TTL
+      // (0 for a lease the leader does not know), whichever stream asked.
+      const g2 = await ca.unary(Lease.method.leaseGrant, { TTL: 20n });
+      const together = await Promise.all(
+        [g.ID, g2.ID, 424242n, g.ID].map((id) => {
+          const s = ca.client.makeBidiStreamRequest("/etcdserverpb.Lease/LeaseKeepAlive", (m: Uint8Array) => Buffer.from(m), (b: Buffer) => b);
+          const got = new Promise<Buffer>((resolve, reject) => {
+            s.once("data", resolve);
+            s.once("error", reject);
+          });
+          s.write(toBinary(LeaseKeepAliveRequestSchema, create(LeaseKeepAliveRequestSchema, { ID: id })));
+          return got.finally(() => {
+            s.end();
+            s.cancel();
+          });
+        }),
+      );
+      assert.deepEqual(
+        together.map((b) => {
+          const r = fromBinary(LeaseKeepAliveResponseSchema, b);
+          return [r.ID, r.TTL];
+        }),
+        [[g.ID, 30n], [g2.ID, 20n], [424242n, 0n], [g.ID, 30n]],
+      );
       await leader.kill9();
       await c.waitLeader([a, b]);
       const cb = conn(b);

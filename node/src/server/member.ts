@@ -175,15 +175,18 @@ function peerHttp(s: EtcdServer): HttpServer {
       const chunks: Buffer[] = [];
       req.on("data", (c: Buffer) => chunks.push(c));
       req.on("end", () => {
-        let id: bigint;
+        let id = 0n;
+        let ids: bigint[] | undefined;
         try {
-          id = BigInt((JSON.parse(Buffer.concat(chunks).toString("utf8")) as { id: string }).id);
+          const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as { id?: string; ids?: string[] };
+          if (Array.isArray(body.ids)) ids = body.ids.map((x) => BigInt(x));
+          else id = BigInt(body.id as string);
         } catch {
           res.writeHead(400, { "Content-Type": "text/plain; charset=utf-8" });
           res.end("bad lease request");
           return;
         }
-        s.servePeerLease(lease[1] as "renew" | "ttl", id).then(
+        s.servePeerLease(lease[1] as "renew" | "ttl", id, ids).then(
           (r) => send(200, r),
           (err: unknown) => {
             res.writeHead(412, { "Content-Type": "text/plain; charset=utf-8" });
