@@ -108,6 +108,35 @@ export function parseTimeout(v: string): number | undefined {
   return n * unitMs;
 }
 
+/**
+ * The connection-level receive window, set on every session (Node's default is
+ * HTTP/2's 64 KiB; grpc-go grows its own with traffic) and set again, unchanged,
+ * by flushTrailers.
+ */
+const SESSION_WINDOW = 1 << 20;
+
+/**
+ * Makes Node write a call's trailers now. With waitForTrailers, Node learns that
+ * the stream's data is over only after its last DATA frame was written, and
+ * nothing then makes the session write again: the trailers (and so the end of
+ * the call, which the client waits for) stayed queued until the client's next
+ * frame arrived (seen with strace: a unary answer's trailers left with the ACK
+ * of grpc-go's next PING). Any call into the session that opens a native HTTP/2
+ * scope schedules the pending write; setting the window it already has is one
+ * that sends nothing itself.
+ */
+function flushTrailers(stream: http2.ServerHttp2Stream): void {
+  stream.once("finish", () => {
+    const session = stream.session;
+    if (session === undefined || session.destroyed || session.closed) return;
+    try {
+      session.setLocalWindowSize(SESSION_WINDOW);
+    } catch {
+      // the session is going away
+    }
+  });
+}
+
 function frame(body: Uint8Array): Buffer {
   const out = Buffer.allocUnsafe(5 + body.length);
   out[0] = 0;
@@ -335,6 +364,7 @@ class Call implements CallContext {
     const s = this.stream;
     s.respond(RESPONSE_HEADERS, { waitForTrailers: true });
     s.once("wantTrailers", () => s.sendTrailers(OK_TRAILERS));
+    flushTrailers(s);
     s.end(frame(msg));
   }
 
@@ -363,6 +393,7 @@ class Call implements CallContext {
     const st = this.stream;
     if (this.headersSent) {
       st.once("wantTrailers", () => st.sendTrailers(trailers));
+      flushTrailers(st);
       st.end();
     } else {
       st.respond({ ...RESPONSE_HEADERS, ...trailers }, { endStream: true });
@@ -441,6 +472,11 @@ export class GrpcServer {
     this.lastSession = s;
     this.sessions.add(s);
     s.on("error", noop);
+    try {
+      s.setLocalWindowSize(SESSION_WINDOW);
+    } catch {
+      // closed before it started
+    }
     s.once("close", () => this.sessions.delete(s));
     const every = this.opts.keepaliveTimeMs ?? 0;
     if (every > 0 && every < 2 ** 31) this.keepalive(s, every, this.opts.keepaliveTimeoutMs ?? 0);
