@@ -40,6 +40,14 @@ export interface Cluster {
   alive(): boolean;
   /** Stops every member (SIGTERM, then SIGKILL) and removes its data. */
   dispose(): Promise<void>;
+  /**
+   * Sends `signal` to member `index`, waits for it to exit, then starts it
+   * again with its original command line (same data dir, ports and flags; its
+   * log is appended to). Resolves as soon as the new process is spawned, not
+   * when it is healthy, so a caller can time the recovery itself. `members`
+   * then holds the new pid.
+   */
+  restartMember(index: number, signal: NodeJS.Signals): Promise<RunningMember>;
 }
 
 export type StartResult =
@@ -111,14 +119,61 @@ function tail(text: string, n: number): string {
   return text.split("\n").slice(-n).join("\n");
 }
 
+/** How a member was started, so it can be started again the same way. */
+interface Command {
+  readonly file: string;
+  readonly argv: readonly string[];
+  readonly logFile: string;
+}
+
+/** Spawns one member with its output appended to its log; `exited` settles when it is gone. */
+function spawnMember(cmd: Command): { child: ChildProcess; exited: Promise<void> } {
+  const fd = openSync(cmd.logFile, "a");
+  let child: ChildProcess;
+  try {
+    child = spawn(cmd.file, [...cmd.argv], { stdio: ["ignore", fd, fd] });
+  } finally {
+    closeSync(fd);
+  }
+  live.add(child);
+  const exited = new Promise<void>((resolve) => {
+    child.once("exit", () => {
+      live.delete(child);
+      resolve();
+    });
+    child.once("error", () => {
+      live.delete(child);
+      resolve();
+    });
+  });
+  return { child, exited };
+}
+
 class ClusterImpl implements Cluster {
   constructor(
     readonly impl: Impl,
-    readonly members: readonly RunningMember[],
-    private readonly children: readonly ChildProcess[],
-    private readonly exited: ReadonlyArray<Promise<void>>,
+    readonly members: RunningMember[],
+    private readonly children: ChildProcess[],
+    private readonly exited: Array<Promise<void>>,
     private readonly dirs: readonly string[],
+    private readonly commands: readonly Command[],
   ) {}
+
+  async restartMember(index: number, signal: NodeJS.Signals): Promise<RunningMember> {
+    const old = this.children[index];
+    const cmd = this.commands[index];
+    const m = this.members[index];
+    if (old === undefined || cmd === undefined || m === undefined) throw new Error(`no member ${index}`);
+    if (old.exitCode === null && old.signalCode === null) old.kill(signal);
+    await this.exited[index];
+    const { child, exited } = spawnMember(cmd);
+    this.children[index] = child;
+    this.exited[index] = exited;
+    if (child.pid === undefined) throw new Error(`could not spawn ${cmd.file}`);
+    const next = { ...m, pid: child.pid };
+    this.members[index] = next;
+    return next;
+  }
 
   alive(): boolean {
     return this.children.every((c) => c.exitCode === null && c.signalCode === null);
@@ -153,6 +208,7 @@ export async function startCluster(impl: Impl, size: number, root: string, bins:
   const exited: Array<Promise<void>> = [];
   const members: RunningMember[] = [];
   const dirs: string[] = [];
+  const commands: Command[] = [];
   for (const s of specs) {
     const dir = join(root, `${impl}-${size}-${s.name}-${s.clientPort}`);
     mkdirSync(dir, { recursive: true });
@@ -160,26 +216,10 @@ export async function startCluster(impl: Impl, size: number, root: string, bins:
     const logFile = join(dir, "server.log");
     const args = memberArgs(s, specs, join(dir, "data"), token);
     const [file, argv] = impl === "etcd" ? [bins.etcd, args] : [process.execPath, [bins.oursMain, ...args]];
-    const fd = openSync(logFile, "a");
-    let child: ChildProcess;
-    try {
-      child = spawn(file, argv, { stdio: ["ignore", fd, fd] });
-    } finally {
-      closeSync(fd);
-    }
-    live.add(child);
-    exited.push(
-      new Promise<void>((resolve) => {
-        child.once("exit", () => {
-          live.delete(child);
-          resolve();
-        });
-        child.once("error", () => {
-          live.delete(child);
-          resolve();
-        });
-      }),
-    );
+    const cmd: Command = { file, argv, logFile };
+    commands.push(cmd);
+    const { child, exited: gone } = spawnMember(cmd);
+    exited.push(gone);
     children.push(child);
     if (child.pid === undefined) {
       await stopAll(children, exited);
@@ -205,7 +245,7 @@ export async function startCluster(impl: Impl, size: number, root: string, bins:
       throw new Error(`${impl} member ${m.name} exited (${c.signalCode ?? `code ${c.exitCode}`}) before becoming healthy:\n${tail(log, 30)}`);
     }
     const ok = await Promise.all(members.map((m) => healthy(m.clientUrl)));
-    if (ok.every(Boolean)) return { kind: "ok", cluster: new ClusterImpl(impl, members, children, exited, dirs) };
+    if (ok.every(Boolean)) return { kind: "ok", cluster: new ClusterImpl(impl, members, children, exited, dirs, commands) };
     if (Date.now() > deadline) {
       const logs = members.map((m) => `--- ${m.name}\n${tail(readLog(m.logFile), 15)}`).join("\n");
       await cleanup();
