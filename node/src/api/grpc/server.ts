@@ -471,7 +471,9 @@ export class GrpcServer {
   private onSession(s: http2.ServerHttp2Session): void {
     this.lastSession = s;
     this.sessions.add(s);
-    s.on("error", noop);
+    // A session error closes the whole connection (GOAWAY), failing every call on it: say why.
+    s.on("error", (err: Error) => this.opts.log.warn({ err: err.message, code: (err as NodeJS.ErrnoException).code }, "HTTP/2 connection failed; its calls end"));
+    s.on("frameError", (type: number, code: number, id: number) => this.opts.log.warn({ frameType: type, code, stream: id }, "HTTP/2 frame could not be sent"));
     try {
       s.setLocalWindowSize(SESSION_WINDOW);
     } catch {
