@@ -50,6 +50,15 @@ class Net {
   nodes = new Map<bigint, TestNode>();
   down = new Set<bigint>();
 
+  /** Waits for a leader and for one follower to know it; returns both. */
+  async leaderAndFollower(): Promise<{ leader: TestNode; follower: TestNode }> {
+    await this.until("a leader", () => this.leader() !== undefined);
+    const leader = this.leader()!;
+    const follower = [...this.nodes.values()].find((n) => n !== leader)!;
+    await this.until("the follower knows the leader", () => follower.node.lead === leader.id);
+    return { leader, follower };
+  }
+
   add(id: bigint, peers: bigint[], log = new MemLog(), seed = Number(id), extra: { snapshotCount?: bigint; catchUpEntries?: bigint; learners?: bigint[] } = {}): TestNode {
     const storage = new MemoryStorage();
     if (log.entries.length > 0) storage.append(log.entries);
@@ -124,10 +133,7 @@ test("three nodes elect one leader; a follower's proposal is forwarded, and ever
   const net = new Net();
   for (const id of ids) net.add(id, ids);
   try {
-    await net.until("a leader", () => net.leader() !== undefined);
-    const leader = net.leader()!;
-    const follower = [...net.nodes.values()].find((n) => n !== leader)!;
-    await net.until("the follower knows the leader", () => follower.node.lead === leader.id);
+    const { leader, follower } = await net.leaderAndFollower();
     leader.node.propose(Buffer.from("a"));
     follower.node.propose(Buffer.from("b"));
     leader.node.propose(Buffer.from("c"));
@@ -144,10 +150,7 @@ test("append acknowledgements leave only after the entries are durable", async (
   const net = new Net();
   for (const id of ids) net.add(id, ids);
   try {
-    await net.until("a leader", () => net.leader() !== undefined);
-    const leader = net.leader()!;
-    const f = [...net.nodes.values()].find((n) => n !== leader)!;
-    await net.until("the follower knows the leader", () => f.node.lead === leader.id);
+    const { leader, follower: f } = await net.leaderAndFollower();
     // Hold the follower's disk.
     let release!: () => void;
     f.log.gate = new Promise<void>((r) => (release = r));
@@ -199,10 +202,7 @@ test("proposals made together go to raft as one MsgProp; a dropped batch tells e
   const net = new Net();
   for (const id of ids) net.add(id, ids);
   try {
-    await net.until("a leader", () => net.leader() !== undefined);
-    const leader = net.leader()!;
-    const f = [...net.nodes.values()].find((n) => n !== leader)!;
-    await net.until("the follower knows the leader", () => f.node.lead === leader.id);
+    const { leader, follower: f } = await net.leaderAndFollower();
     const appsBefore = leader.sent.filter((m) => m.type === "MsgApp" && m.to === f.id).length;
     const steps: (string | undefined)[] = [];
     for (const v of ["p1", "p2", "p3", "p4"]) leader.node.propose(Buffer.from(v), (dropped) => steps.push(dropped?.code));
