@@ -48,6 +48,14 @@ export interface Cluster {
    * then holds the new pid.
    */
   restartMember(index: number, signal: NodeJS.Signals): Promise<RunningMember>;
+  /** The first half of restartMember: sends `signal` to member `index` and waits for it to exit. */
+  stopMember(index: number, signal: NodeJS.Signals): Promise<void>;
+  /**
+   * The second half: starts stopped member `index` again with its original
+   * command line; resolves once it is spawned. `alive()` is false while a
+   * member is stopped.
+   */
+  startMember(index: number): Promise<RunningMember>;
 }
 
 export type StartResult =
@@ -160,12 +168,23 @@ class ClusterImpl implements Cluster {
   ) {}
 
   async restartMember(index: number, signal: NodeJS.Signals): Promise<RunningMember> {
+    await this.stopMember(index, signal);
+    return this.startMember(index);
+  }
+
+  async stopMember(index: number, signal: NodeJS.Signals): Promise<void> {
+    const old = this.children[index];
+    if (old === undefined) throw new Error(`no member ${index}`);
+    if (old.exitCode === null && old.signalCode === null) old.kill(signal);
+    await this.exited[index];
+  }
+
+  async startMember(index: number): Promise<RunningMember> {
     const old = this.children[index];
     const cmd = this.commands[index];
     const m = this.members[index];
     if (old === undefined || cmd === undefined || m === undefined) throw new Error(`no member ${index}`);
-    if (old.exitCode === null && old.signalCode === null) old.kill(signal);
-    await this.exited[index];
+    if (old.exitCode === null && old.signalCode === null) throw new Error(`member ${index} is still running`);
     const { child, exited } = spawnMember(cmd);
     this.children[index] = child;
     this.exited[index] = exited;
@@ -197,9 +216,18 @@ async function stopAll(children: readonly ChildProcess[], exited: ReadonlyArray<
 /**
  * Starts `size` members of `impl` under `root` (a fresh subdirectory per
  * member) and waits until every member's /health says true (etcd answers true
- * only once the cluster has a leader).
+ * only once the cluster has a leader). `extraArgs` (etcd flags, such as
+ * `--snapshot-count 1000`) follow the common flags on every member's command
+ * line, the same for both implementations.
  */
-export async function startCluster(impl: Impl, size: number, root: string, bins: Binaries, readyTimeoutMs = 90_000): Promise<StartResult> {
+export async function startCluster(
+  impl: Impl,
+  size: number,
+  root: string,
+  bins: Binaries,
+  readyTimeoutMs = 90_000,
+  extraArgs: readonly string[] = [],
+): Promise<StartResult> {
   hookExit();
   const specs: Spec[] = [];
   for (let i = 0; i < size; i++) specs.push({ name: `m${i + 1}`, clientPort: await freePort(), peerPort: await freePort() });
@@ -214,7 +242,7 @@ export async function startCluster(impl: Impl, size: number, root: string, bins:
     mkdirSync(dir, { recursive: true });
     dirs.push(dir);
     const logFile = join(dir, "server.log");
-    const args = memberArgs(s, specs, join(dir, "data"), token);
+    const args = [...memberArgs(s, specs, join(dir, "data"), token), ...extraArgs];
     const [file, argv] = impl === "etcd" ? [bins.etcd, args] : [process.execPath, [bins.oursMain, ...args]];
     const cmd: Command = { file, argv, logFile };
     commands.push(cmd);
