@@ -1,11 +1,33 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import { KeyValueSchema } from "../../gen/mvccpb/kv_pb.js";
 import { SeededRand } from "../raft/rand.js";
-import { encodeKeyValue } from "./kv_encode.js";
+import { encodeKeyValue, int64Size, putInt64 } from "./kv_encode.js";
 
 const ints = [0n, 1n, 127n, 128n, 255n, 16383n, 16384n, 2n ** 31n - 1n, 2n ** 31n, 2n ** 32n - 1n, 2n ** 32n, 2n ** 35n, 2n ** 56n, 2n ** 63n - 1n, -1n, -(2n ** 63n), -300n];
+
+test("int64Size and putInt64 agree with protobuf-es's int64 varint at every bit length, both signs", () => {
+  const values: bigint[] = [0n];
+  for (let bits = 0; bits < 64; bits++) {
+    const p = 1n << BigInt(bits);
+    for (const v of [p - 1n, p, p + 1n, p | (p >> 1n), -p, -p - 1n, -p + 1n]) if (v >= -(1n << 63n) && v < 1n << 63n) values.push(v);
+  }
+  const rand = new SeededRand(9);
+  for (let i = 0; i < 2000; i++) values.push(BigInt.asIntN(64, (BigInt(rand.intn(2 ** 30)) << 34n) ^ (BigInt(rand.intn(2 ** 30)) << 17n) ^ BigInt(rand.intn(2 ** 30))));
+  for (const v of values) {
+    const want = Buffer.from(new BinaryWriter().int64(v).finish());
+    assert.equal(int64Size(v), want.length, `size of ${v}`);
+    const b = Buffer.alloc(12, 0xee);
+    const end = putInt64(b, 1, v);
+    assert.equal(end, 1 + want.length, `end for ${v}`);
+    assert.ok(b.subarray(1, end).equals(want), `bytes of ${v}: ${b.subarray(1, end).toString("hex")} vs ${want.toString("hex")}`);
+    assert.equal(b[0], 0xee);
+    assert.equal(b[end], 0xee, `wrote past the end for ${v}`);
+  }
+  assert.ok(values.length > 2300);
+});
 
 test("encodeKeyValue writes exactly toBinary's bytes, after the prefix", () => {
   const rand = new SeededRand(5);

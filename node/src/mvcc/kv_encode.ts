@@ -11,13 +11,22 @@
 import { toBinary } from "@bufbuild/protobuf";
 import { KeyValueSchema, type KeyValue } from "../../gen/mvccpb/kv_pb.js";
 
-/** Bytes of an int64 as a varint (negative values take ten). */
+const TWO_32 = 0x100000000n;
+
+/** Bytes of a varint of `n` bits (n >= 1). */
+function varintBytes(bits: number): number {
+  return Math.ceil(bits / 7) || 1;
+}
+
+/**
+ * Bytes of an int64 as a varint (negative values take ten). BigInt arithmetic
+ * allocates, and this runs for every revision and id of every response, so
+ * the value is looked at as at most two 32-bit halves, one shift.
+ */
 export function int64Size(v: bigint): number {
   if (v < 0n) return 10;
-  if (v < 0x80n) return 1;
-  let n = 1;
-  for (let x = v >> 7n; x > 0n; x >>= 7n) n++;
-  return n;
+  if (v < TWO_32) return varintBytes(32 - Math.clz32(Number(v)));
+  return varintBytes(64 - Math.clz32(Number(v >> 32n)));
 }
 
 export function lenSize(n: number): number {
@@ -39,13 +48,38 @@ export function putVarint32(b: Buffer, at: number, n: number): number {
 }
 
 export function putInt64(b: Buffer, at: number, v: bigint): number {
-  if (v >= 0n && v < 0x100000000n) return putVarint32(b, at, Number(v));
-  let x = BigInt.asUintN(64, v);
-  while (x >= 0x80n) {
-    b[at++] = Number(x & 0x7fn) | 0x80;
-    x >>= 7n;
+  if (v >= 0n && v < TWO_32) return putVarint32(b, at, Number(v));
+  // Two's complement for negatives, as int64 on the wire; then the low and high halves.
+  const u = v < 0n ? BigInt.asUintN(64, v) : v;
+  return putVarint64(b, at, Number(u & 0xffffffffn), Number(u >> 32n));
+}
+
+/** The varint of hi * 2^32 + lo (both unsigned 32-bit numbers), seven bits a byte, low first. */
+function putVarint64(b: Buffer, at: number, lo: number, hi: number): number {
+  // Bits 0..27 come from lo alone: four bytes, each followed by more (hi is not zero
+  // when we get here with lo < 2^28, or lo has more bits).
+  for (let shift = 0; shift < 28; shift += 7) {
+    const rest = lo >>> shift;
+    if (rest < 0x80 && hi === 0) {
+      b[at++] = rest;
+      return at;
+    }
+    b[at++] = (rest & 0x7f) | 0x80;
   }
-  b[at++] = Number(x);
+  // Bits 28..34: lo's top four and hi's low three.
+  const mid = (lo >>> 28) | ((hi & 0x07) << 4);
+  if (hi >>> 3 === 0) {
+    b[at++] = mid;
+    return at;
+  }
+  b[at++] = mid | 0x80;
+  // Bits 35..63: the rest of hi.
+  let rest = hi >>> 3;
+  while (rest >= 0x80) {
+    b[at++] = (rest & 0x7f) | 0x80;
+    rest >>>= 7;
+  }
+  b[at++] = rest;
   return at;
 }
 

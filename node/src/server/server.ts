@@ -12,7 +12,7 @@
 // member has applied it. Linearizable reads wait for a ReadIndex round (shared
 // by every read that arrives meanwhile) and for the apply loop to reach it.
 
-import { create, fromBinary, toBinary, type Message, type MessageInitShape } from "@bufbuild/protobuf";
+import { create, fromBinary, type Message, type MessageInitShape } from "@bufbuild/protobuf";
 import { mkdir, rm } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
@@ -29,6 +29,7 @@ import {
   type TxnRequest,
 } from "../../gen/etcdserverpb/rpc_pb.js";
 import { InternalRequestSchema, type InternalRequest } from "../../gen/etcdts/internal_pb.js";
+import { encodeEntry } from "./entry_encode.js";
 import { EtcdError, Errors } from "../errors.js";
 import { Lessor, systemClock, type Clock } from "../lease/lessor.js";
 import { Backend, NS_ALARM, NS_KV, int64, metaKey, uint64, type BatchOp } from "../mvcc/backend.js";
@@ -410,7 +411,7 @@ export class EtcdServer {
   }
 
   private async proposeEntry(entry: InternalRequest): Promise<ApplyResult> {
-    const data = toBinary(InternalRequestSchema, entry);
+    const data = encodeEntry(entry);
     if (data.length > this.opts.maxRequestBytes) throw Errors.RequestTooLarge;
     this.ownRequests.set(data, entry);
     if (this.waiters.size >= MAX_PENDING) throw Errors.TooManyRequests;

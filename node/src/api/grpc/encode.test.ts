@@ -13,8 +13,8 @@ import { KeyValueSchema, type KeyValue } from "../../../gen/mvccpb/kv_pb.js";
 import { SeededRand } from "../../raft/rand.js";
 import { fastEncoder } from "./encode.js";
 
-const ints = [0n, 1n, 127n, 128n, 16384n, 2n ** 32n - 1n, 2n ** 32n, 2n ** 56n, 2n ** 63n - 1n, -1n, -(2n ** 63n)];
-const uints = [0n, 1n, 127n, 128n, 2n ** 32n, 2n ** 63n, 2n ** 64n - 1n];
+const ints = [0n, 1n, 127n, 128n, 16384n, 2n ** 28n - 1n, 2n ** 28n, 2n ** 32n - 1n, 2n ** 32n, 2n ** 35n - 1n, 2n ** 35n, 2n ** 56n, 2n ** 63n - 1n, -1n, -(2n ** 63n)];
+const uints = [0n, 1n, 127n, 128n, 2n ** 32n, 2n ** 42n + 5n, 2n ** 63n, 2n ** 64n - 1n];
 
 test("the hand-written response encoders write exactly toBinary's bytes", () => {
   const rand = new SeededRand(11);

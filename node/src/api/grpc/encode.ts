@@ -42,8 +42,23 @@ function putScalar(b: Buffer, at: number, tag: number, v: bigint): number {
   return putInt64(b, at, v);
 }
 
+/**
+ * Fields 1 and 2 of a ResponseHeader (cluster_id, member_id), encoded: a member
+ * answers every call with the same two, so the last pair's bytes are kept.
+ */
+let idsFor: { clusterId: bigint; memberId: bigint; bytes: Buffer } | undefined;
+
+function idFields(h: ResponseHeader): Buffer {
+  const c = idsFor;
+  if (c !== undefined && c.clusterId === h.clusterId && c.memberId === h.memberId) return c.bytes;
+  const bytes = Buffer.allocUnsafe(scalarSize(h.clusterId) + scalarSize(h.memberId));
+  putScalar(bytes, putScalar(bytes, 0, 0x08, h.clusterId), 0x10, h.memberId);
+  idsFor = { clusterId: h.clusterId, memberId: h.memberId, bytes };
+  return bytes;
+}
+
 function headerBodySize(h: ResponseHeader): number {
-  return scalarSize(h.clusterId) + scalarSize(h.memberId) + scalarSize(h.revision) + scalarSize(h.raftTerm);
+  return idFields(h).length + scalarSize(h.revision) + scalarSize(h.raftTerm);
 }
 
 /** Writes field 1 (the header) when present. */
@@ -51,8 +66,9 @@ function putHeader(b: Buffer, at: number, h: ResponseHeader | undefined, bodySiz
   if (h === undefined) return at;
   b[at++] = 0x0a;
   at = putVarint32(b, at, bodySize);
-  at = putScalar(b, at, 0x08, h.clusterId);
-  at = putScalar(b, at, 0x10, h.memberId);
+  const ids = idFields(h);
+  ids.copy(b, at);
+  at += ids.length;
   at = putScalar(b, at, 0x18, h.revision);
   return putScalar(b, at, 0x20, h.raftTerm);
 }
