@@ -84,3 +84,15 @@ test("visit: single key, [start,end), and to the end", () => {
   assert.deepEqual(seen("c", "d"), ["c\u00ff"], "byte order: 0xff sorts after ASCII");
   assert.deepEqual(seen("d", "a"), [], "an empty interval");
 });
+
+test("ensureLikelyNew: a new key gets a new index, a known key its own", () => {
+  const t = new TreeIndex();
+  const a = t.ensureLikelyNew("a");
+  a.put(rev(2n));
+  assert.equal(t.ensureLikelyNew("a"), a, "a second call finds the first index");
+  assert.equal(t.ensure("a"), a);
+  const b = t.ensureLikelyNew("b");
+  assert.notEqual(b, a);
+  assert.equal(t.size, 2);
+  assert.deepEqual([...b.key], [0x62]);
+});

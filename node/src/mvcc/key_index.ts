@@ -178,6 +178,15 @@ export class TreeIndex {
     return ki;
   }
 
+  /**
+   * ensure(), for a caller that expects k to be new (a start-up load, where most
+   * keys have one record): one insert attempt instead of a lookup and an insert.
+   */
+  ensureLikelyNew(k: string): KeyIndex {
+    const ki = new KeyIndex(Buffer.from(k, "latin1"));
+    return this.tree.setIfNotPresent(k, ki) ? ki : this.tree.get(k)!;
+  }
+
   delete(k: string): void {
     this.tree.delete(k);
   }

@@ -8,7 +8,7 @@
 //   1 key bytes, 2 create_revision int64, 3 mod_revision int64,
 //   4 version int64, 5 value bytes, 6 lease int64
 
-import { toBinary } from "@bufbuild/protobuf";
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { KeyValueSchema, type KeyValue } from "../../gen/mvccpb/kv_pb.js";
 
 const TWO_32 = 0x100000000n;
@@ -136,3 +136,71 @@ export function encodeKeyValue(kv: KeyValue, prefix: number): Buffer {
   if (at !== size) throw new Error(`encodeKeyValue: wrote ${at} bytes, sized ${size}`);
   return b;
 }
+
+/**
+ * fromBinary(KeyValueSchema, b), by hand: the same object (bytes fields are views
+ * into `b`, as protobuf-es makes them). A member reads every stored record this
+ * way when it starts or restores a snapshot. Anything but the six known fields
+ * with their wire types (unknown fields, a packed or group encoding) goes to
+ * fromBinary, which knows what to keep; so does a truncated record, for its error.
+ */
+export function decodeKeyValue(b: Uint8Array): KeyValue {
+  let key: Uint8Array = EMPTY;
+  let value: Uint8Array = EMPTY;
+  let createRevision = 0n;
+  let modRevision = 0n;
+  let version = 0n;
+  let lease = 0n;
+  let at = 0;
+  const n = b.length;
+  while (at < n) {
+    const tag = b[at++]!;
+    if (tag === 0x0a || tag === 0x2a) {
+      // key (1) or value (5): a length, then the bytes
+      let len = 0;
+      let shift = 0;
+      let byte: number;
+      do {
+        if (at >= n || shift > 28) return fromBinary(KeyValueSchema, b);
+        byte = b[at++]!;
+        len += (byte & 0x7f) * 2 ** shift;
+        shift += 7;
+      } while (byte >= 0x80);
+      if (at + len > n) return fromBinary(KeyValueSchema, b);
+      const v = b.subarray(at, at + len);
+      at += len;
+      if (tag === 0x0a) key = v;
+      else value = v;
+    } else if (tag === 0x10 || tag === 0x18 || tag === 0x20 || tag === 0x30) {
+      // an int64: read it as two 32-bit halves
+      let lo = 0;
+      let hi = 0;
+      let i = 0;
+      let byte: number;
+      do {
+        if (at >= n || i >= 10) return fromBinary(KeyValueSchema, b);
+        byte = b[at++]!;
+        const bits = byte & 0x7f;
+        const pos = 7 * i;
+        if (pos < 28) lo |= bits << pos;
+        else if (pos === 28) {
+          lo |= (bits & 0x0f) << 28;
+          hi |= bits >>> 4;
+        } else hi |= bits << (pos - 32);
+        i++;
+      } while (byte >= 0x80);
+      lo >>>= 0;
+      hi >>>= 0;
+      const v = hi === 0 ? BigInt(lo) : BigInt.asIntN(64, (BigInt(hi) << 32n) | BigInt(lo));
+      if (tag === 0x10) createRevision = v;
+      else if (tag === 0x18) modRevision = v;
+      else if (tag === 0x20) version = v;
+      else lease = v;
+    } else {
+      return fromBinary(KeyValueSchema, b);
+    }
+  }
+  return { $typeName: "mvccpb.KeyValue", key, createRevision, modRevision, version, value, lease };
+}
+
+const EMPTY = new Uint8Array(0);

@@ -11,11 +11,11 @@
 // Reads resolve revisions with the in-memory index; a key's current value is
 // cached on its index entry, older values are read from the backend.
 
-import { create, fromBinary } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
 import { KeyValueSchema, type KeyValue } from "../../gen/mvccpb/kv_pb.js";
 import { Errors } from "../errors.js";
 import { Backend, NS_KV, int64, metaKey, type BatchOp } from "./backend.js";
-import { encodeKeyValue } from "./kv_encode.js";
+import { decodeKeyValue, encodeKeyValue } from "./kv_encode.js";
 import { KeyIndex, TreeIndex, keyStr, type IndexHit } from "./key_index.js";
 import { decodeRev, encodeRev, rev as mkRev, type Revision } from "./revision.js";
 
@@ -62,7 +62,7 @@ function encodeKv(kv: KeyValue, flag: number): Buffer {
 }
 
 export function decodeKvRecord(v: Buffer): { kv: KeyValue; deleted: boolean } {
-  return { kv: fromBinary(KeyValueSchema, v.subarray(1)), deleted: v[0] === FLAG_TOMBSTONE };
+  return { kv: decodeKeyValue(v.subarray(1)), deleted: v[0] === FLAG_TOMBSTONE };
 }
 
 /** A stored record's KeyValue bytes and whether it is a tombstone, without decoding. */
@@ -126,20 +126,21 @@ export class MvccStore {
   private async load(): Promise<void> {
     const backend = this.backend;
     let maxRev = 1n;
-    for await (const [k, v] of backend.range(Buffer.from([NS_KV]), Buffer.from([NS_KV + 1]))) {
-      const r = decodeRev(k, 1);
-      const { kv, deleted } = decodeKvRecord(v);
-      const ks = keyStr(kv.key);
-      const ki = this.index.ensure(ks) as IndexEntry;
-      if (deleted) {
-        if (ki.live) ki.tombstone(r);
-        ki.latest = undefined;
-      } else {
-        ki.put(r);
-        ki.latest = kv;
+    await backend.scan(Buffer.from([NS_KV]), Buffer.from([NS_KV + 1]), (batch) => {
+      for (const [k, v] of batch) {
+        const r = decodeRev(k, 1);
+        const { kv, deleted } = decodeKvRecord(v);
+        const ki = this.index.ensureLikelyNew(keyStr(kv.key)) as IndexEntry;
+        if (deleted) {
+          if (ki.live) ki.tombstone(r);
+          ki.latest = undefined;
+        } else {
+          ki.put(r);
+          ki.latest = kv;
+        }
+        if (r.main > maxRev) maxRev = r.main;
       }
-      if (r.main > maxRev) maxRev = r.main;
-    }
+    });
     const metaRev = (await backend.getMetaInt("rev")) ?? 1n;
     this.currentRev = this.durableRev = metaRev > maxRev ? metaRev : maxRev;
     this.finishedCompactRev = (await backend.getMetaInt("compact_rev")) ?? -1n;
