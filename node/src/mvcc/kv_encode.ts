@@ -13,7 +13,7 @@ import { KeyValueSchema, type KeyValue } from "../../gen/mvccpb/kv_pb.js";
 
 const TWO_32 = 0x100000000n;
 
-/** Bytes of a varint of `n` bits (n >= 1). */
+/** Bytes of a varint holding `bits` significant bits (no bits still takes one byte). */
 function varintBytes(bits: number): number {
   return Math.ceil(bits / 7) || 1;
 }

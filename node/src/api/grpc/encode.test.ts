@@ -7,7 +7,10 @@ import {
   PutResponseSchema,
   RangeResponseSchema,
   ResponseHeaderSchema,
+  ResponseOpSchema,
+  TxnResponseSchema,
   type ResponseHeader,
+  type ResponseOp,
 } from "../../../gen/etcdserverpb/rpc_pb.js";
 import { KeyValueSchema, type KeyValue } from "../../../gen/mvccpb/kv_pb.js";
 import { SeededRand } from "../../raft/rand.js";
@@ -25,11 +28,31 @@ test("the hand-written response encoders write exactly toBinary's bytes", () => 
   const kv = (): KeyValue =>
     create(KeyValueSchema, { key: bytes([0, 1, 8, 200][rand.intn(4)]!), value: bytes([0, 3, 256, 20000][rand.intn(4)]!), createRevision: pick(ints), modRevision: pick(ints), version: pick(ints), lease: pick(ints) });
   const kvs = () => Array.from({ length: [0, 1, 2, 30][rand.intn(4)]! }, kv);
+  // Mostly the three kinds the hand-written TxnResponse path takes; now and then a nested
+  // transaction or an empty op, which it leaves to toBinary.
+  let handPath = 0;
+  const fewKvs = () => Array.from({ length: rand.intn(3) }, kv);
+  const op = (): ResponseOp => {
+    switch (rand.intn(20)) {
+      case 0:
+        return create(ResponseOpSchema, { response: { case: "responseTxn", value: create(TxnResponseSchema, { header: header(), succeeded: true }) } });
+      case 1:
+        return create(ResponseOpSchema, {});
+      default:
+        handPath++;
+        return [
+          () => create(ResponseOpSchema, { response: { case: "responseRange", value: create(RangeResponseSchema, { header: header(), kvs: fewKvs(), count: pick(ints) }) } }),
+          () => create(ResponseOpSchema, { response: { case: "responsePut", value: create(PutResponseSchema, { header: header(), prevKv: rand.intn(2) === 1 ? kv() : undefined }) } }),
+          () => create(ResponseOpSchema, { response: { case: "responseDeleteRange", value: create(DeleteRangeResponseSchema, { header: header(), deleted: pick(ints), prevKvs: fewKvs() }) } }),
+        ][rand.intn(3)]!();
+    }
+  };
   const makers: [DescMessage, () => unknown][] = [
     [RangeResponseSchema, () => create(RangeResponseSchema, { header: header(), kvs: kvs(), more: rand.intn(2) === 1, count: pick(ints) })],
     [PutResponseSchema, () => create(PutResponseSchema, { header: header(), prevKv: rand.intn(2) === 1 ? kv() : undefined })],
     [DeleteRangeResponseSchema, () => create(DeleteRangeResponseSchema, { header: header(), deleted: pick(ints), prevKvs: kvs() })],
     [LeaseKeepAliveResponseSchema, () => create(LeaseKeepAliveResponseSchema, { header: header(), ID: pick(ints), TTL: pick(ints) })],
+    [TxnResponseSchema, () => create(TxnResponseSchema, { header: header(), succeeded: rand.intn(2) === 1, responses: Array.from({ length: [0, 1, 2, 5][rand.intn(4)]! }, op) })],
   ];
   for (const [schema, make] of makers) {
     const enc = fastEncoder(schema);
@@ -45,4 +68,8 @@ test("the hand-written response encoders write exactly toBinary's bytes", () => 
     const withUnknown = fromBinary(schema, Buffer.concat([base, Buffer.from([0xf8, 0x07, 0x05])]));
     assert.ok(Buffer.from(enc(withUnknown)).equals(Buffer.from(toBinary(schema, withUnknown))), `${schema.typeName} with unknown fields`);
   }
+  assert.ok(handPath > 1000, `transaction ops of the kinds the hand-written path takes: ${handPath}`);
+  // A transaction of puts, as txn-put sends: the hand-written path answers (a Buffer; toBinary returns a plain Uint8Array).
+  const txn = create(TxnResponseSchema, { header: header(), succeeded: true, responses: [create(ResponseOpSchema, { response: { case: "responsePut", value: create(PutResponseSchema, { header: header() }) } })] });
+  assert.ok(Buffer.isBuffer(fastEncoder(TxnResponseSchema)!(txn)));
 });

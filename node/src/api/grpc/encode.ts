@@ -10,6 +10,9 @@
 //   PutResponse             1 header, 2 prev_kv KeyValue
 //   DeleteRangeResponse     1 header, 2 deleted int64, 3 prev_kvs (repeated KeyValue)
 //   LeaseKeepAliveResponse  1 header, 2 ID int64, 3 TTL int64
+//   TxnResponse             1 header, 2 succeeded bool, 3 responses (repeated ResponseOp)
+//   ResponseOp              one of: 1 response_range, 2 response_put, 3 response_delete_range,
+//                           4 response_txn
 // (proto3: zero values and absent messages are not written.)
 
 import { toBinary, type DescMessage } from "@bufbuild/protobuf";
@@ -18,11 +21,13 @@ import {
   LeaseKeepAliveResponseSchema,
   PutResponseSchema,
   RangeResponseSchema,
+  TxnResponseSchema,
   type DeleteRangeResponse,
   type LeaseKeepAliveResponse,
   type PutResponse,
   type RangeResponse,
   type ResponseHeader,
+  type TxnResponse,
 } from "../../../gen/etcdserverpb/rpc_pb.js";
 import type { KeyValue } from "../../../gen/mvccpb/kv_pb.js";
 import { encodeKeyValue, int64Size, lenSize, putInt64, putVarint32 } from "../../mvcc/kv_encode.js";
@@ -148,6 +153,48 @@ export function encodeLeaseKeepAliveResponse(r: LeaseKeepAliveResponse): Uint8Ar
   return finish(b, at, "LeaseKeepAliveResponse");
 }
 
+/**
+ * A TxnResponse whose operations are ranges, puts and deletes (what a
+ * transaction without nested transactions answers); anything else goes to toBinary.
+ */
+export function encodeTxnResponse(r: TxnResponse): Uint8Array {
+  if (hasUnknown(r) || hasUnknown(r.header)) return toBinary(TxnResponseSchema, r);
+  const tags: number[] = [];
+  const bodies: Uint8Array[] = [];
+  for (const op of r.responses) {
+    if (hasUnknown(op)) return toBinary(TxnResponseSchema, r);
+    const o = op.response;
+    if (o.case === "responseRange") {
+      tags.push(0x0a);
+      bodies.push(encodeRangeResponse(o.value));
+    } else if (o.case === "responsePut") {
+      tags.push(0x12);
+      bodies.push(encodePutResponse(o.value));
+    } else if (o.case === "responseDeleteRange") {
+      tags.push(0x1a);
+      bodies.push(encodeDeleteRangeResponse(o.value));
+    } else {
+      return toBinary(TxnResponseSchema, r); // a nested transaction, or an empty op
+    }
+  }
+  const hb = r.header === undefined ? 0 : headerBodySize(r.header);
+  let size = headerFieldSize(r.header, hb) + (r.succeeded ? 2 : 0);
+  for (const body of bodies) size += bytesFieldSize(bytesFieldSize(body.length));
+  const b = Buffer.allocUnsafe(size);
+  let at = putHeader(b, 0, r.header, hb);
+  if (r.succeeded) {
+    b[at++] = 0x10;
+    b[at++] = 1;
+  }
+  for (let i = 0; i < bodies.length; i++) {
+    const body = bodies[i]!;
+    b[at++] = 0x1a;
+    at = putVarint32(b, at, bytesFieldSize(body.length));
+    at = putBytesField(b, at, tags[i]!, body);
+  }
+  return finish(b, at, "TxnResponse");
+}
+
 /** The hand-written encoder for `schema`, if there is one. */
 export function fastEncoder(schema: DescMessage): ((msg: unknown) => Uint8Array) | undefined {
   switch (schema.typeName) {
@@ -159,6 +206,8 @@ export function fastEncoder(schema: DescMessage): ((msg: unknown) => Uint8Array)
       return (m) => encodeDeleteRangeResponse(m as DeleteRangeResponse);
     case LeaseKeepAliveResponseSchema.typeName:
       return (m) => encodeLeaseKeepAliveResponse(m as LeaseKeepAliveResponse);
+    case TxnResponseSchema.typeName:
+      return (m) => encodeTxnResponse(m as TxnResponse);
     default:
       return undefined;
   }
