@@ -18,7 +18,7 @@
 // generation (compaction trims revs, not ver), so version(revs[i]) = ver - (len-1-i).
 
 import btree from "sorted-btree";
-import type { Revision } from "./revision.js";
+import { ONE, type Revision } from "./revision.js";
 
 // sorted-btree is CommonJS: under Node's ESM loader the default import is the
 // exports object, whose .default is the class.
@@ -65,7 +65,7 @@ export class KeyIndex {
     }
     if (g.revs.length === 0) g.created = r;
     g.revs.push(r);
-    g.ver += 1n;
+    g.ver = g.ver === 0n ? ONE : g.ver + 1n;
   }
 
   /** Records a delete at r. Requires the key to be live. */

@@ -10,6 +10,7 @@
 
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { KeyValueSchema, type KeyValue } from "../../gen/mvccpb/kv_pb.js";
+import { ONE } from "./revision.js";
 
 const TWO_32 = 0x100000000n;
 
@@ -200,6 +201,9 @@ export function decodeKeyValue(b: Uint8Array): KeyValue {
       return fromBinary(KeyValueSchema, b);
     }
   }
+  // Share equal BigInts (a key written once has create == mod revision, version 1).
+  if (createRevision === modRevision) createRevision = modRevision;
+  if (version === 1n) version = ONE;
   return { $typeName: "mvccpb.KeyValue", key, createRevision, modRevision, version, value, lease };
 }
 

@@ -31,7 +31,16 @@ export function encodeRev(r: Revision, prefix?: number): Buffer {
   return b;
 }
 
+/**
+ * One shared 0n and 1n: a BigInt is a heap object, and every key in the index
+ * holds several, most of them a sub-revision of 0 or a version of 1; sharing
+ * those is a measurable part of the index's memory with many keys.
+ */
+export const ZERO = 0n;
+export const ONE = 1n;
+
 export function decodeRev(b: Uint8Array, offset = 0): Revision {
   const buf = Buffer.from(b.buffer, b.byteOffset, b.byteLength);
-  return { main: buf.readBigInt64BE(offset), sub: buf.readBigInt64BE(offset + 8) };
+  const sub = buf.readBigInt64BE(offset + 8);
+  return { main: buf.readBigInt64BE(offset), sub: sub === 0n ? ZERO : sub };
 }

@@ -130,6 +130,8 @@ export class MvccStore {
       for (const [k, v] of batch) {
         const r = decodeRev(k, 1);
         const { kv, deleted } = decodeKvRecord(v);
+        if (kv.modRevision === r.main) kv.modRevision = r.main; // one BigInt for both (see revision.ts)
+        if (kv.createRevision === r.main) kv.createRevision = r.main;
         const ki = this.index.ensureLikelyNew(keyStr(kv.key)) as IndexEntry;
         if (deleted) {
           if (ki.live) ki.tombstone(r);
