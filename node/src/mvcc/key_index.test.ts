@@ -5,7 +5,7 @@ import { rev } from "./revision.js";
 
 function example(): KeyIndex {
   // put(a)@2, put(a)@3, del(a)@4, put(a)@6 — the worked example in key_index.ts
-  const ki = new KeyIndex(Buffer.from("a"));
+  const ki = new KeyIndex("a");
   ki.put(rev(2n));
   ki.put(rev(3n));
   ki.tombstone(rev(4n));
@@ -27,7 +27,7 @@ test("get follows generations", () => {
 });
 
 test("tombstone on a key that is not live is a bug", () => {
-  const ki = new KeyIndex(Buffer.from("a"));
+  const ki = new KeyIndex("a");
   assert.throws(() => ki.tombstone(rev(2n)), /not live/);
 });
 
@@ -58,7 +58,7 @@ test("a generation that ended before C is dropped", () => {
 });
 
 test("a key deleted before C leaves the index empty", () => {
-  const ki = new KeyIndex(Buffer.from("b"));
+  const ki = new KeyIndex("b");
   ki.put(rev(2n));
   ki.tombstone(rev(3n));
   assert.equal(ki.compact(4n), true);

@@ -40,7 +40,16 @@ export interface IndexHit {
 
 export class KeyIndex {
   readonly generations: Generation[] = [];
-  constructor(readonly key: Buffer) {}
+  /** `name` is the key as the index orders it (keyStr: latin1). */
+  constructor(readonly name: string) {}
+
+  /**
+   * The key's bytes, made on each call: only deletes need them, and one Buffer
+   * kept per key was a measurable part of the index's memory with many keys.
+   */
+  get key(): Buffer {
+    return Buffer.from(this.name, "latin1");
+  }
 
   /** The newest revision recorded (a put or tombstone), or undefined if empty. */
   get modified(): Revision | undefined {
@@ -70,7 +79,7 @@ export class KeyIndex {
 
   /** Records a delete at r. Requires the key to be live. */
   tombstone(r: Revision): void {
-    if (!this.live) throw new Error(`key_index: tombstone on a key that is not live: ${this.key.toString("latin1")}`);
+    if (!this.live) throw new Error(`key_index: tombstone on a key that is not live: ${this.name}`);
     this.put(r);
     this.generations.push({ ver: 0n, created: r, revs: [] });
   }
@@ -172,7 +181,7 @@ export class TreeIndex {
   ensure(k: string): KeyIndex {
     let ki = this.tree.get(k);
     if (ki === undefined) {
-      ki = new KeyIndex(Buffer.from(k, "latin1"));
+      ki = new KeyIndex(k);
       this.tree.set(k, ki);
     }
     return ki;
@@ -183,7 +192,7 @@ export class TreeIndex {
    * keys have one record): one insert attempt instead of a lookup and an insert.
    */
   ensureLikelyNew(k: string): KeyIndex {
-    const ki = new KeyIndex(Buffer.from(k, "latin1"));
+    const ki = new KeyIndex(k);
     return this.tree.setIfNotPresent(k, ki) ? ki : this.tree.get(k)!;
   }
 

@@ -416,7 +416,7 @@ export class WriteTxn {
       ki.tombstone(r);
       ki.latest = undefined;
       this.store.stage(r, tomb, true, this.ops);
-      if (prev.lease !== 0n) this.store.leaseHooks.detach(prev.lease, keyStr(ki.key));
+      if (prev.lease !== 0n) this.store.leaseHooks.detach(prev.lease, ki.name);
       this.changes.push({ kv: tomb, deleted: true, prev });
       deleted.push(prev);
     }
