@@ -63,6 +63,7 @@ export async function startMember(cfg: Config, logger: Logger, opts: StartOption
     electionTimeoutMs: cfg.electionTimeout,
     watchProgressNotifyIntervalMs: cfg.watchProgressNotifyInterval,
     logger: logger.child({ component: "server" }),
+    baseLogger: logger,
     onRemoved: () => void member.stop().finally(() => opts.onRemoved?.()),
   });
   const services = allServices(server);

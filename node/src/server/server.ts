@@ -76,7 +76,14 @@ export interface ServerOptions {
   electionTimeoutMs: number;
   /** Watch progress notification interval (ms); etcd's default is 10 minutes. */
   watchProgressNotifyIntervalMs: number;
+  /** The server's own log lines. */
   logger: Logger;
+  /**
+   * The parent of the raft, WAL and transport loggers, which add their own
+   * `component`. Pass the logger without one (a pino child repeats a key its parent
+   * already binds, and a log reader keeps only one of the two). Default: logger.
+   */
+  baseLogger?: Logger;
   clock?: Clock;
   ticker?: Ticker;
   /** Called on an unrecoverable error (disk failure); defaults to exiting the process. */
@@ -183,7 +190,7 @@ export class EtcdServer {
     this.reqTimeoutMs = 5000 + 2 * opts.electionTimeoutMs;
     this.appliedIndex = consistentIndex;
     this.reqIds = new IdGenerator(memberId & 0xffffn);
-    const tlog = opts.logger.child({ component: "transport" });
+    const tlog = (opts.baseLogger ?? opts.logger).child({ component: "transport" });
     this.transport = new Transport({
       clusterId,
       memberId,
@@ -202,7 +209,7 @@ export class EtcdServer {
       snapshotPayload: () => this.snapshotPayload(),
       onSnapshot: (m, payload) => this.receiveSnapshot(m.snapshot?.metadata.index ?? 0n, payload),
     });
-    const rlog = opts.logger.child({ component: "raft" });
+    const rlog = (opts.baseLogger ?? opts.logger).child({ component: "raft" });
     raftLog.onFsync = (sec) => this.metrics.fsync.observe(sec);
     this.raft = new RaftNode({
       id: memberId,
@@ -243,7 +250,7 @@ export class EtcdServer {
       let memberId: bigint;
       let clusterId: bigint;
       let bootstrap: MemberInfo[] | undefined;
-      const walLog = opts.logger.child({ component: "wal" });
+      const walLog = (opts.baseLogger ?? opts.logger).child({ component: "wal" });
       const walOpts = { logger: { warn: (o: object, m: string) => walLog.warn(o, m), info: (o: object, m: string) => walLog.info(o, m) } };
       if (await Wal.exists(walDir)) {
         const o = await Wal.open(walDir, undefined, walOpts);
