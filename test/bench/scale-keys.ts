@@ -25,15 +25,14 @@
 // ours took longer or used more); with --out DIR also writes
 // DIR/scale-keys.json.
 
-import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
-import { repoRoot } from "../harness/provision.js";
 import { startCluster, type Cluster, type Impl } from "./cluster.js";
 import { parseBenchmarkOutput, pickReport } from "./parse.js";
+import { TOOLS, argImpls, argNum, argValue, benchmarkKey, healthy, lastLine, run, table as commonTable, writeJson as commonWriteJson, type Col as CommonCol, type Ran } from "./scale-common.js";
 import { cpuSeconds, peakRssKb, resetPeakRss, statusFieldKb } from "./procstat.js";
 
 interface Row {
@@ -60,61 +59,10 @@ const log = (msg: string): void => void process.stderr.write(`[scale-keys] ${msg
 
 // ------------------------------------------------------------- arguments
 
-function argValue(name: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-}
-
-function argNum(name: string, dflt: number): number {
-  const raw = argValue(name);
-  const v = raw === undefined ? dflt : Number(raw);
-  if (!Number.isInteger(v) || v <= 0) throw new Error(`--${name} must be a positive integer`);
-  return v;
-}
-
-function argImpls(): Impl[] {
-  const raw = argValue("impl") ?? "etcd,ours";
-  const impls = raw.split(",").filter(Boolean);
-  for (const i of impls) if (i !== "etcd" && i !== "ours") throw new Error(`--impl: unknown ${i}`);
-  return impls as Impl[];
-}
-
 // ------------------------------------------------------------- tools
 
-const BIN = join(repoRoot, ".tools", "bin");
-const TOOLS = {
-  etcd: process.env["ETCD36_BIN"] || join(BIN, "etcd"),
-  oursMain: process.env["ETCDTS_MAIN"] || join(repoRoot, "dist", "node", "src", "main.js"),
-  benchmark: process.env["BENCHMARK_BIN"] || join(BIN, "benchmark"),
-  etcdctl: process.env["ETCDCTL_BIN"] || join(BIN, "etcdctl"),
-};
-
-interface Ran {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  ms: number;
-}
 
 /** Runs a tool to completion; `ms` is the wall time from spawn to exit. */
-function run(file: string, args: readonly string[], timeoutMs: number): Promise<Ran> {
-  return new Promise((done) => {
-    const t0 = performance.now();
-    const child = spawn(file, [...args], { stdio: ["ignore", "pipe", "pipe"] });
-    const o: Buffer[] = [];
-    const e: Buffer[] = [];
-    child.stdout.on("data", (b: Buffer) => o.push(b));
-    child.stderr.on("data", (b: Buffer) => e.push(b));
-    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-    child.once("close", (code) => {
-      const ms = performance.now() - t0;
-      clearTimeout(timer);
-      done({ code, stdout: Buffer.concat(o).toString("utf8"), stderr: Buffer.concat(e).toString("utf8"), ms });
-    });
-  });
-}
-
-const lastLine = (s: string): string => s.trim().split("\n").slice(-1)[0] ?? "";
 
 /** etcdctl against one endpoint, with a command timeout long enough for a defrag of a big db. */
 async function etcdctl(endpoint: string, args: readonly string[]): Promise<Ran> {
@@ -129,18 +77,6 @@ const rssMb = (pid: number): number => (statusFieldKb(readFileSync(`/proc/${pid}
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /** The key `benchmark put --sequential-keys --key-size=8` writes for index i: Go's binary.PutVarint (zig-zag), zero-padded. */
-function benchmarkKey(i: number): Buffer {
-  const k = Buffer.alloc(8);
-  let z = BigInt(i) * 2n; // zig-zag of a non-negative number
-  let n = 0;
-  while (z >= 0x80n) {
-    k[n++] = Number(z & 0x7fn) | 0x80;
-    z >>= 7n;
-  }
-  k[n] = Number(z);
-  return k;
-}
-
 interface Status {
   revision: number;
   dbSize: number;
@@ -209,16 +145,6 @@ async function getsKey(clientUrl: string, key: Buffer): Promise<boolean> {
     if (res.status !== 200) return false;
     const body = (await res.json()) as { kvs?: Array<{ key?: string }> };
     return body.kvs?.[0]?.key === key.toString("base64");
-  } catch {
-    return false;
-  }
-}
-
-async function healthy(clientUrl: string): Promise<boolean> {
-  try {
-    const res = await fetch(`${clientUrl}/health`, { signal: AbortSignal.timeout(2000) });
-    const body = (await res.json()) as { health?: unknown };
-    return res.status === 200 && (body.health === "true" || body.health === true);
   } catch {
     return false;
   }
@@ -300,7 +226,7 @@ async function runOnce(impl: Impl, keys: number): Promise<Row> {
 
 // ------------------------------------------------------------- output
 
-type Col = [title: string, get: (r: Row) => number | null, digits: number, ratio: boolean];
+type Col = CommonCol<Row>;
 
 const COLS: Col[] = [
   ["load s", (r) => r.loadS, 1, true],
@@ -319,34 +245,6 @@ const COLS: Col[] = [
   ["db MB after", (r) => r.dbMbAfter, 1, false],
 ];
 
-function table(rows: readonly Row[]): string {
-  const f = (x: number | null, d: number) => (x === null || !Number.isFinite(x) ? "-" : x.toFixed(d));
-  const lines = [
-    `| impl | keys | ${COLS.map((c) => c[0]).join(" | ")} | note |`,
-    `|---|---|${COLS.map(() => "---").join("|")}|---|`,
-    ...rows.map((r) => `| ${r.impl} | ${r.keys} | ${COLS.map(([, get, d]) => f(get(r), d)).join(" | ")} | ${r.note.trim()} |`),
-  ];
-  const etcd = rows.find((r) => r.impl === "etcd");
-  const ours = rows.find((r) => r.impl === "ours");
-  if (etcd && ours) {
-    const ratio = ([, get, , meaningful]: Col) => {
-      const a = get(ours);
-      const b = get(etcd);
-      return meaningful && a !== null && b !== null && b > 0 ? (a / b).toFixed(2) : "";
-    };
-    lines.push(`| ours/etcd | | ${COLS.map(ratio).join(" | ")} | |`);
-  }
-  return lines.join("\n") + "\n";
-}
-
-function writeJson(dir: string, keys: number, rows: readonly Row[]): void {
-  mkdirSync(dir, { recursive: true });
-  const commit = spawnSync("git", ["rev-parse", "HEAD"], { cwd: repoRoot, encoding: "utf8" }).stdout.trim();
-  const file = join(dir, "scale-keys.json");
-  writeFileSync(file, JSON.stringify({ commit, date: new Date().toISOString(), keys, rows }, null, 2) + "\n");
-  log(`wrote ${file}`);
-}
-
 async function main(): Promise<void> {
   const keys = argNum("keys", 1_000_000);
   const impls = argImpls();
@@ -357,9 +255,9 @@ async function main(): Promise<void> {
   const t0 = Date.now();
   const rows: Row[] = [];
   for (const impl of impls) rows.push(await runOnce(impl, keys));
-  process.stdout.write(table(rows));
+  process.stdout.write(commonTable(rows, COLS));
   log(`done in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
-  if (out !== undefined) writeJson(resolve(out), keys, rows);
+  if (out !== undefined) log(`wrote ${commonWriteJson(resolve(out), "scale-keys.json", { keys }, rows)}`);
   if (rows.some((r) => r.note.includes("failed"))) process.exitCode = 1;
 }
 

@@ -35,15 +35,14 @@
 // ours took longer or used more); with --out DIR also writes
 // DIR/scale-snapshot.json.
 
-import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
-import { repoRoot } from "../harness/provision.js";
 import { startCluster, type Cluster, type Impl, type RunningMember } from "./cluster.js";
 import { parseBenchmarkOutput, pickReport } from "./parse.js";
+import { TOOLS, argImpls, argNum, argValue, benchmarkKey, healthy, lastLine, run, table as commonTable, writeJson as commonWriteJson, type Col as CommonCol } from "./scale-common.js";
 import { cpuSeconds, peakRssKb, resetPeakRss } from "./procstat.js";
 
 interface Row {
@@ -72,56 +71,9 @@ const log = (msg: string): void => void process.stderr.write(`[scale-snapshot] $
 
 // ------------------------------------------------------------- arguments
 
-function argValue(name: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-}
-
-function argNum(name: string, dflt: number): number {
-  const raw = argValue(name);
-  const v = raw === undefined ? dflt : Number(raw);
-  if (!Number.isInteger(v) || v <= 0) throw new Error(`--${name} must be a positive integer`);
-  return v;
-}
-
-function argImpls(): Impl[] {
-  const raw = argValue("impl") ?? "etcd,ours";
-  const impls = raw.split(",").filter(Boolean);
-  for (const i of impls) if (i !== "etcd" && i !== "ours") throw new Error(`--impl: unknown ${i}`);
-  return impls as Impl[];
-}
-
 // ------------------------------------------------------------- tools
 
-const BIN = join(repoRoot, ".tools", "bin");
-const TOOLS = {
-  etcd: process.env["ETCD36_BIN"] || join(BIN, "etcd"),
-  oursMain: process.env["ETCDTS_MAIN"] || join(repoRoot, "dist", "node", "src", "main.js"),
-  benchmark: process.env["BENCHMARK_BIN"] || join(BIN, "benchmark"),
-};
 
-interface Ran {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(file: string, args: readonly string[], timeoutMs: number): Promise<Ran> {
-  return new Promise((done) => {
-    const child = spawn(file, [...args], { stdio: ["ignore", "pipe", "pipe"] });
-    const o: Buffer[] = [];
-    const e: Buffer[] = [];
-    child.stdout.on("data", (b: Buffer) => o.push(b));
-    child.stderr.on("data", (b: Buffer) => e.push(b));
-    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-    child.once("close", (code) => {
-      clearTimeout(timer);
-      done({ code, stdout: Buffer.concat(o).toString("utf8"), stderr: Buffer.concat(e).toString("utf8") });
-    });
-  });
-}
-
-const lastLine = (s: string): string => s.trim().split("\n").slice(-1)[0] ?? "";
 
 // ------------------------------------------------------------- member queries (JSON gateway)
 
@@ -169,16 +121,6 @@ async function leaderIndex(members: readonly RunningMember[]): Promise<number> {
   }
 }
 
-async function healthy(clientUrl: string): Promise<boolean> {
-  try {
-    const res = await fetch(`${clientUrl}/health`, { signal: AbortSignal.timeout(2000) });
-    const body = (await res.json()) as { health?: unknown };
-    return res.status === 200 && (body.health === "true" || body.health === true);
-  } catch {
-    return false;
-  }
-}
-
 /** A serializable get of one key on that member; true when it returns that key. */
 async function getsKey(clientUrl: string, key: Buffer): Promise<boolean> {
   try {
@@ -190,18 +132,6 @@ async function getsKey(clientUrl: string, key: Buffer): Promise<boolean> {
 }
 
 /** The key `benchmark put --sequential-keys --key-size=8` writes for index i: Go's binary.PutVarint (zig-zag), zero-padded. */
-function benchmarkKey(i: number): Buffer {
-  const k = Buffer.alloc(8);
-  let z = BigInt(i) * 2n; // zig-zag of a non-negative number
-  let n = 0;
-  while (z >= 0x80n) {
-    k[n++] = Number(z & 0x7fn) | 0x80;
-    z >>= 7n;
-  }
-  k[n] = Number(z);
-  return k;
-}
-
 // ------------------------------------------------------------- snapshot evidence in the logs
 
 /** What each implementation logs when a leader sends a snapshot and when a member applies one. */
@@ -351,7 +281,7 @@ async function runOnce(impl: Impl, keys: number, snapshotCount: number): Promise
 
 // ------------------------------------------------------------- output
 
-type Col = [title: string, get: (r: Row) => number | null, digits: number, ratio: boolean];
+type Col = CommonCol<Row>;
 
 const COLS: Col[] = [
   ["load s", (r) => r.loadS, 1, true],
@@ -368,34 +298,6 @@ const COLS: Col[] = [
   ["applied at s", (r) => r.appliedAtS, 2, true],
 ];
 
-function table(rows: readonly Row[]): string {
-  const f = (x: number | null, d: number) => (x === null || !Number.isFinite(x) ? "-" : x.toFixed(d));
-  const lines = [
-    `| impl | keys | ${COLS.map((c) => c[0]).join(" | ")} | note |`,
-    `|---|---|${COLS.map(() => "---").join("|")}|---|`,
-    ...rows.map((r) => `| ${r.impl} | ${r.keys} | ${COLS.map(([, get, d]) => f(get(r), d)).join(" | ")} | ${r.note.trim()} |`),
-  ];
-  const etcd = rows.find((r) => r.impl === "etcd");
-  const ours = rows.find((r) => r.impl === "ours");
-  if (etcd && ours) {
-    const ratio = ([, get, , meaningful]: Col) => {
-      const a = get(ours);
-      const b = get(etcd);
-      return meaningful && a !== null && b !== null && b > 0 ? (a / b).toFixed(2) : "";
-    };
-    lines.push(`| ours/etcd | | ${COLS.map(ratio).join(" | ")} | |`);
-  }
-  return lines.join("\n") + "\n";
-}
-
-function writeJson(dir: string, keys: number, snapshotCount: number, rows: readonly Row[]): void {
-  mkdirSync(dir, { recursive: true });
-  const commit = spawnSync("git", ["rev-parse", "HEAD"], { cwd: repoRoot, encoding: "utf8" }).stdout.trim();
-  const file = join(dir, "scale-snapshot.json");
-  writeFileSync(file, JSON.stringify({ commit, date: new Date().toISOString(), keys, snapshotCount, rows }, null, 2) + "\n");
-  log(`wrote ${file}`);
-}
-
 async function main(): Promise<void> {
   const keys = argNum("keys", 100_000);
   const snapshotCount = argNum("snapshot-count", 1000);
@@ -407,9 +309,9 @@ async function main(): Promise<void> {
   const t0 = Date.now();
   const rows: Row[] = [];
   for (const impl of impls) rows.push(await runOnce(impl, keys, snapshotCount));
-  process.stdout.write(table(rows));
+  process.stdout.write(commonTable(rows, COLS));
   log(`done in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
-  if (out !== undefined) writeJson(resolve(out), keys, snapshotCount, rows);
+  if (out !== undefined) log(`wrote ${commonWriteJson(resolve(out), "scale-snapshot.json", { keys, snapshotCount }, rows)}`);
   if (rows.some((r) => r.note.includes("failed"))) process.exitCode = 1;
 }
 
