@@ -8,6 +8,20 @@ import { decodeKeyValue, encodeKeyValue, int64Size, putInt64 } from "./kv_encode
 
 const ints = [0n, 1n, 127n, 128n, 255n, 16383n, 16384n, 2n ** 31n - 1n, 2n ** 31n, 2n ** 32n - 1n, 2n ** 32n, 2n ** 35n, 2n ** 56n, 2n ** 63n - 1n, -1n, -(2n ** 63n), -300n];
 
+/** A KeyValue with random bytes (key lengths from the first four of `lens`) and int64s from `ints`. */
+function randomKv(rand: SeededRand, lens: readonly number[]) {
+  const bytes = (len: number) => Uint8Array.from({ length: len }, () => rand.intn(256));
+  const pick = () => ints[rand.intn(ints.length)]!;
+  return create(KeyValueSchema, {
+    key: bytes(lens[rand.intn(4)]!),
+    value: bytes(lens[rand.intn(lens.length)]!),
+    createRevision: pick(),
+    modRevision: pick(),
+    version: pick(),
+    lease: pick(),
+  });
+}
+
 test("int64Size and putInt64 agree with protobuf-es's int64 varint at every bit length, both signs", () => {
   const values: bigint[] = [0n];
   for (let bits = 0; bits < 64; bits++) {
@@ -34,16 +48,7 @@ test("encodeKeyValue writes exactly toBinary's bytes, after the prefix", () => {
   const lens = [0, 1, 8, 127, 128, 300, 16384, 70000];
   let n = 0;
   for (let i = 0; i < 3000; i++) {
-    const pick = () => ints[rand.intn(ints.length)]!;
-    const bytes = (len: number) => Uint8Array.from({ length: len }, () => rand.intn(256));
-    const kv = create(KeyValueSchema, {
-      key: bytes(lens[rand.intn(4)]!),
-      value: bytes(lens[rand.intn(lens.length)]!),
-      createRevision: pick(),
-      modRevision: pick(),
-      version: pick(),
-      lease: pick(),
-    });
+    const kv = randomKv(rand, lens);
     const want = Buffer.from(toBinary(KeyValueSchema, kv));
     for (const prefix of [0, 1]) {
       const got = encodeKeyValue(kv, prefix);
@@ -61,17 +66,8 @@ test("encodeKeyValue writes exactly toBinary's bytes, after the prefix", () => {
 test("decodeKeyValue reads what fromBinary reads, and leaves the unusual to it", () => {
   const rand = new SeededRand(17);
   const lens = [0, 1, 8, 127, 128, 300, 16384];
-  const bytes = (len: number) => Uint8Array.from({ length: len }, () => rand.intn(256));
-  const pick = () => ints[rand.intn(ints.length)]!;
   for (let i = 0; i < 3000; i++) {
-    const kv = create(KeyValueSchema, {
-      key: bytes(lens[rand.intn(4)]!),
-      value: bytes(lens[rand.intn(lens.length)]!),
-      createRevision: pick(),
-      modRevision: pick(),
-      version: pick(),
-      lease: pick(),
-    });
+    const kv = randomKv(rand, lens);
     const wire = toBinary(KeyValueSchema, kv);
     const got = decodeKeyValue(wire);
     assert.deepEqual(got, fromBinary(KeyValueSchema, wire), `case ${i}`);
