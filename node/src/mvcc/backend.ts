@@ -302,8 +302,9 @@ export class Backend {
   }
 
   /**
-   * Iterates [gte, lt) in key order over a consistent snapshot taken at the
-   * call. The iterator is closed when the loop ends or throws.
+   * Iterates [gte, lt) in key order over one consistent snapshot holding every
+   * write called before it (taken once those have landed, so a write called
+   * meanwhile may be in it too). The iterator is closed when the loop ends or throws.
    */
   async *range(gte: Buffer, lt: Buffer, opts: { limit?: number; reverse?: boolean } = {}): AsyncGenerator<[Buffer, Buffer]> {
     await this.written();
