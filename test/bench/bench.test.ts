@@ -11,7 +11,7 @@ import { repoRoot } from "../harness/provision.js";
 import { parseBenchmarkOutput, percentileMs, pickReport } from "./parse.js";
 import { cpuSecondsFromStat, statusFieldKb } from "./procstat.js";
 import { formatTable, machine, median, notMeasured, ratio, shapeProblems, summarize, type BenchResults } from "./results.js";
-import { WORKLOADS } from "./workloads.js";
+import { WARMUP_REQUESTS, warmupRuns, WORKLOADS } from "./workloads.js";
 
 const fixture = (name: string): string => readFileSync(join(repoRoot, "test", "bench", "testdata", name), "utf8");
 
@@ -79,6 +79,23 @@ test("every workload's QPS and latency reports exist in the output its command p
     assert.ok(w.args("quick").length > 0 && w.args("full").length > 0);
   }
   assert.equal(new Set(WORKLOADS.map((w) => w.name)).size, WORKLOADS.length, "workload names are unique");
+});
+
+test("the warm-up reaches WARMUP_REQUESTS requests by repeating a workload's run", () => {
+  const byName = (n: string) => WORKLOADS.find((w) => w.name === n)!;
+  // put-c1 --quick runs 500 puts: 20 runs; its full run (10,000) is one.
+  assert.equal(warmupRuns(byName("put-c1"), "quick"), 20);
+  assert.equal(warmupRuns(byName("put-c1"), "full"), 1);
+  // put-c1000 --quick runs 5,000: two runs.
+  assert.equal(warmupRuns(byName("put-c1000"), "quick"), 2);
+  // The watch workloads have no --total: one run.
+  assert.equal(warmupRuns(byName("watch-fanout"), "quick"), 1);
+  for (const w of WORKLOADS) {
+    for (const mode of ["quick", "full"] as const) {
+      const t = w.args(mode).find((a) => a.startsWith("--total="));
+      if (t !== undefined) assert.ok(warmupRuns(w, mode) * Number(t.slice(8)) >= WARMUP_REQUESTS, `${w.name} ${mode}`);
+    }
+  }
 });
 
 test("/proc readings: utime+stime from stat (comm with spaces and parentheses), kB fields from status", () => {

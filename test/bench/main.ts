@@ -25,7 +25,7 @@ import {
   type Side,
   type WorkloadResult,
 } from "./results.js";
-import { rounds, WORKLOADS, type Mode, type Workload } from "./workloads.js";
+import { rounds, warmupRuns, WORKLOADS, type Mode, type Workload } from "./workloads.js";
 
 const log = (msg: string): void => void process.stderr.write(`[bench] ${msg}\n`);
 
@@ -237,20 +237,26 @@ async function benchWorkload(tools: Tools, w: Workload, members: number, opts: O
         log(`${impl} ${members}-member did not start: ${(e as Error).message}`);
       }
     }
-    // One unmeasured warm-up run each, as a server that has been up a while: ours runs on
-    // a JIT (its first thousand requests run unoptimised code), and both open connections,
-    // fill caches and grow their logs before the rounds that count.
+    // An unmeasured warm-up, the same for both, as a server that has been up a while: ours
+    // runs on a JIT (see WARMUP_REQUESTS), and both open connections, fill caches and grow
+    // their logs before the rounds that count. The warm-up runs are logged, so the cold
+    // numbers stay visible.
+    const warmups = warmupRuns(w, opts.mode);
     for (const impl of impls) {
       const c = clusters.get(impl);
       if (!c || failed.has(impl)) continue;
-      const label = `${w.name}-n${members}-${impl}-warmup`;
-      const r = await measureOnce(tools, c, w, opts, label);
-      if (!r.ok) {
-        log(`${label}: FAILED: ${r.why}`);
-        failed.set(impl, notMeasured(`failed: ${r.why}`));
-        continue;
+      const qps: string[] = [];
+      for (let k = 1; k <= warmups; k++) {
+        const label = `${w.name}-n${members}-${impl}-warmup${k}`;
+        const r = await measureOnce(tools, c, w, opts, label);
+        if (!r.ok) {
+          log(`${label}: FAILED: ${r.why}`);
+          failed.set(impl, notMeasured(`failed: ${r.why}`));
+          break;
+        }
+        qps.push(r.m.qps.toFixed(0));
       }
-      log(`${label}: ${r.m.qps.toFixed(0)} qps (warm-up, not counted)`);
+      if (!failed.has(impl)) log(`${w.name}-n${members}-${impl}-warmup: ${warmups} run(s), ${qps.join(", ")} qps (not counted)`);
     }
     const n = rounds(opts.mode);
     for (let i = 1; i <= n; i++) {

@@ -106,6 +106,24 @@ export const WORKLOADS: readonly Workload[] = [
   },
 ];
 
+/**
+ * The warm-up before the measured rounds is at least this many requests, for both
+ * servers alike: the workload's own run repeated until it is reached. Our server runs
+ * on V8's JIT, which compiles a function to fast code only after it has run a while;
+ * one-client puts on a fresh member measured 600-700 req/s over their first 3,000
+ * requests and 1,000-1,500 after 10,000 (2026-12-02, docs/perf-notes.md), so a warm-up
+ * of one quick run (500 puts) measured the JIT, not the server a user meets.
+ */
+export const WARMUP_REQUESTS = 10_000;
+
+/** How many runs of `w` make the warm-up: enough for WARMUP_REQUESTS, or one run for workloads without --total. */
+export function warmupRuns(w: Workload, mode: Mode): number {
+  const t = w.args(mode).find((a) => a.startsWith("--total="));
+  if (t === undefined) return 1;
+  const total = Number(t.slice("--total=".length));
+  return Math.max(1, Math.ceil(WARMUP_REQUESTS / total));
+}
+
 /** Rounds per (workload, topology): each round runs etcd once, then ours once. */
 export function rounds(mode: Mode): number {
   return mode === "full" ? 5 : 3;
