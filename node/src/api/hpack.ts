@@ -13,7 +13,7 @@
 // returns the block to forward; it throws HpackError on a block that is not
 // valid HPACK (the caller closes the connection, as the HTTP/2 layer would).
 
-import { HUFFMAN_CODES, HUFFMAN_LENGTHS, STATIC_NAMES } from "./hpack_tables.js";
+import { HUFFMAN_CODES, HUFFMAN_LENGTHS, STATIC_NAMES, STATIC_VALUES } from "./hpack_tables.js";
 
 export class HpackError extends Error {}
 
@@ -226,4 +226,130 @@ export function rewriteHeaderBlock(
     if (indexing) table.add(fieldName, stored);
   }
   return { block: changed ? Buffer.concat(parts) : Buffer.from(block), seen, changed };
+}
+
+/**
+ * A header block decoder for one connection's requests (RFC 7541 section 3):
+ * keeps the dynamic table with values, as the sender's encoder expects.
+ * decode() takes one complete header block and returns its fields in order,
+ * names and values as latin1 strings (the bytes, one char each, as Node's
+ * HTTP/2 gives them); it throws HpackError on anything that is not valid HPACK,
+ * after which the connection must be closed (the table is then unusable).
+ */
+export class HpackDecoder {
+  private entries: { name: string; value: string; size: number }[] = [];
+  private used = 0;
+  private limit: number;
+
+  /** `maxTableSize`: our SETTINGS_HEADER_TABLE_SIZE (4096 unless we announce another). */
+  constructor(private readonly maxTableSize = 4096) {
+    this.limit = maxTableSize;
+  }
+
+  decode(block: Uint8Array): [string, string][] {
+    const out: [string, string][] = [];
+    let pos = 0;
+    let sizeUpdateAllowed = true;
+    while (pos < block.length) {
+      const b = block[pos]!;
+      if ((b & 0x80) !== 0) {
+        const [i, next] = readInt(block, pos, 7);
+        out.push(this.entry(i));
+        pos = next;
+        sizeUpdateAllowed = false;
+        continue;
+      }
+      if ((b & 0xe0) === 0x20) {
+        // A dynamic table size update: only at the start of a block (section 4.2).
+        if (!sizeUpdateAllowed) throw new HpackError("table size update after a header field");
+        const [size, next] = readInt(block, pos, 5);
+        if (size > this.maxTableSize) throw new HpackError("table size update above the limit");
+        this.limit = size;
+        this.evict();
+        pos = next;
+        continue;
+      }
+      sizeUpdateAllowed = false;
+      const indexing = (b & 0xc0) === 0x40;
+      const [idx, afterIdx] = readInt(block, pos, indexing ? 6 : 4);
+      let name: string;
+      let nameLen: number;
+      let afterName: number;
+      if (idx === 0) {
+        const [n, p] = readString(block, afterIdx);
+        name = n.toString("latin1");
+        nameLen = n.length;
+        afterName = p;
+      } else {
+        name = this.entry(idx)[0];
+        nameLen = name.length;
+        afterName = afterIdx;
+      }
+      const [v, afterValue] = readString(block, afterName);
+      const value = v.toString("latin1");
+      pos = afterValue;
+      out.push([name, value]);
+      if (indexing) this.add(name, value, 32 + nameLen + v.length);
+    }
+    return out;
+  }
+
+  private entry(i: number): [string, string] {
+    if (i === 0) throw new HpackError("index 0");
+    if (i <= STATIC_NAMES.length) return [STATIC_NAMES[i - 1]!, STATIC_VALUES[i - 1]!];
+    const e = this.entries[i - STATIC_NAMES.length - 1];
+    if (e === undefined) throw new HpackError(`header index ${i} out of range`);
+    return [e.name, e.value];
+  }
+
+  private add(name: string, value: string, size: number): void {
+    if (size > this.limit) {
+      // Larger than the whole table: it empties the table and is not stored (section 4.4).
+      this.entries = [];
+      this.used = 0;
+      return;
+    }
+    this.entries.unshift({ name, value, size });
+    this.used += size;
+    this.evict();
+  }
+
+  private evict(): void {
+    while (this.used > this.limit && this.entries.length > 0) this.used -= this.entries.pop()!.size;
+  }
+}
+
+/**
+ * Encodes header fields for a response without touching the peer's dynamic table:
+ * `:status` from the static table when it is there, every other field as a literal
+ * "without indexing" (a static name index where one exists), strings not
+ * Huffman-coded. Names must be lower-case; values are written as latin1.
+ */
+export function encodeHeaderBlock(fields: readonly (readonly [string, string])[]): Buffer {
+  const parts: number[] = [];
+  for (const [name, value] of fields) {
+    if (name === ":status") {
+      const s = STATUS_INDEX.get(value);
+      if (s !== undefined) {
+        parts.push(0x80 | s);
+        continue;
+      }
+    }
+    const ni = STATIC_NAME_INDEX.get(name);
+    if (ni !== undefined) parts.push(...writeInt(ni, 4, 0x00));
+    else {
+      parts.push(0x00, ...writeInt(name.length, 7, 0));
+      for (let i = 0; i < name.length; i++) parts.push(name.charCodeAt(i) & 0xff);
+    }
+    parts.push(...writeInt(value.length, 7, 0));
+    for (let i = 0; i < value.length; i++) parts.push(value.charCodeAt(i) & 0xff);
+  }
+  return Buffer.from(parts);
+}
+
+const STATUS_INDEX = new Map<string, number>();
+const STATIC_NAME_INDEX = new Map<string, number>();
+for (let i = STATIC_NAMES.length; i >= 1; i--) {
+  STATIC_NAME_INDEX.set(STATIC_NAMES[i - 1]!, i); // the lowest index of a name wins
+  if (STATIC_NAMES[i - 1] === ":status") STATUS_INDEX.set(STATIC_VALUES[i - 1]!, i);
 }

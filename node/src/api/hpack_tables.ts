@@ -14,6 +14,15 @@ export const STATIC_NAMES: readonly string[] = [
   "via", "www-authenticate",
 ];
 
+/**
+ * Values of the static table's entries (same order as STATIC_NAMES); only
+ * indexes 2-14 and 16 have one, the rest are empty.
+ */
+export const STATIC_VALUES: readonly string[] = [
+  "", "GET", "POST", "/", "/index.html", "http", "https", "200", "204", "206", "304", "400", "404", "500",
+  "", "gzip, deflate", ...new Array<string>(45).fill(""),
+];
+
 /** Code of each byte value 0..255, right-aligned. */
 export const HUFFMAN_CODES: readonly number[] = [
   0x1ff8, 0x7fffd8, 0xfffffe2, 0xfffffe3, 0xfffffe4, 0xfffffe5, 0xfffffe6, 0xfffffe7, 0xfffffe8,

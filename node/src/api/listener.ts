@@ -14,7 +14,7 @@
 import net from "node:net";
 import http from "node:http";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type http2 from "node:http2";
+import type { GrpcConnection } from "./grpc/server.js";
 import type { Duplex } from "node:stream";
 import { judgeGrpcConnection } from "./h2authority.js";
 
@@ -28,7 +28,7 @@ export interface ClientPortOptions {
   /** Port; 0 picks a free one (see the returned `port`). */
   readonly port: number;
   /** The gRPC server (grpc/server.ts's GrpcServer): HTTP/2 connections are handed to it. */
-  readonly grpcServer: { serveConnection(conn: Duplex): http2.ServerHttp2Session };
+  readonly grpcServer: { readonly rawConnections: boolean; serveConnection(conn: Duplex, head?: Buffer): GrpcConnection };
   /** Handler for HTTP/1.x requests (e.g. createHttpHandler(...)). */
   readonly http: (req: IncomingMessage, res: ServerResponse) => void;
   /**
@@ -90,7 +90,7 @@ function isHttp1RequestLine(line: string): boolean {
 export async function serveClientPort(opts: ClientPortOptions): Promise<ClientPort> {
   const sniffTimeout = opts.sniffTimeoutMs ?? 60_000;
   /** The gRPC connections of this port, for close(). */
-  const sessions = new Set<http2.ServerHttp2Session>();
+  const sessions = new Set<GrpcConnection>();
   // Like Go's server: no deadline on receiving a request (a watch may stream
   // its request body for hours) and 1 MiB of headers.
   const httpServer = http.createServer({ requestTimeout: 0, maxHeaderSize: 1 << 20 }, opts.http);
@@ -161,7 +161,11 @@ export async function serveClientPort(opts: ClientPortOptions): Promise<ClientPo
         socket.destroy();
         return;
       }
-      if (v === "grpc") {
+      if (v === "grpc" && opts.grpcServer.rawConnections) {
+        const session = opts.grpcServer.serveConnection(socket, buf);
+        sessions.add(session);
+        session.once("close", () => sessions.delete(session));
+      } else if (v === "grpc") {
         // See h2authority.ts: the first request decides whether the connection
         // needs its :authority headers fixed on the way to grpc-js.
         pending.add(socket);

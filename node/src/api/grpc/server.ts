@@ -25,7 +25,7 @@
 // hands HTTP/2 connections here); `listen()` is for tests.
 
 import http2 from "node:http2";
-import type { AddressInfo } from "node:net";
+import net, { type AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import zlib from "node:zlib";
 import { fromBinary, toBinary, type DescMessage } from "@bufbuild/protobuf";
@@ -34,6 +34,7 @@ import { WatchResponseSchema, type WatchResponse } from "../../../gen/etcdserver
 import { Code, type CodeValue, EtcdError, Errors, toStatus } from "../../errors.js";
 import type { AnyServiceImpl, BidiHandler, CallContext, ServerStreamHandler, UnaryHandler } from "../registry.js";
 import { fastEncoder } from "./encode.js";
+import { H2Connection } from "./h2.js";
 import { encodeWatchResponse } from "./watch-encode.js";
 
 export interface GrpcServerOptions {
@@ -54,7 +55,20 @@ export interface GrpcServerOptions {
    * without one, as etcd's interceptors do.
    */
   readonly hasLeader?: () => boolean;
+  /**
+   * Which HTTP/2 server carries the calls: node:http2 (the default), or our own
+   * framing (h2.ts; experimental, chosen with ETCDTS_GRPC_TRANSPORT=own).
+   */
+  readonly transport?: "node" | "own";
   readonly log: Logger;
+}
+
+/** One client connection, whichever HTTP/2 server carries it (what the listener needs of it). */
+export interface GrpcConnection {
+  /** GOAWAY: calls in progress may finish, no new ones start. */
+  close(): void;
+  destroy(): void;
+  once(event: "close", fn: () => void): unknown;
 }
 
 type Kind = "unary" | "server_streaming" | "bidi_streaming";
@@ -410,8 +424,15 @@ export class GrpcServer {
   /** "/<service>/": a path under it names a registered service. */
   private readonly servicePrefixes = new Set<string>();
   private readonly h2: http2.Http2Server;
-  private readonly sessions = new Set<http2.ServerHttp2Session>();
+  private readonly sessions = new Set<GrpcConnection>();
   private lastSession: http2.ServerHttp2Session | undefined;
+  /** A test's own port (listen()) when the transport is ours. */
+  private netServer: net.Server | undefined;
+  /**
+   * Whether connections are handed over as raw sockets, with the bytes already read
+   * (our transport); node:http2's connections first go through h2authority.ts.
+   */
+  readonly rawConnections: boolean;
 
   constructor(
     services: readonly AnyServiceImpl[],
@@ -437,13 +458,34 @@ export class GrpcServer {
       maxSessionInvalidFrames: 2 ** 32 - 1,
       settings: opts.maxConcurrentStreams !== undefined ? { maxConcurrentStreams: opts.maxConcurrentStreams } : {},
     });
+    this.rawConnections = opts.transport === "own";
     this.h2.setTimeout(0);
     this.h2.on("session", (s: http2.ServerHttp2Session) => this.onSession(s));
     this.h2.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => this.onStream(stream, headers));
   }
 
-  /** Serves one accepted connection whose first bytes are the HTTP/2 client preface. */
-  serveConnection(conn: Duplex): http2.ServerHttp2Session {
+  /**
+   * Serves one accepted connection whose first bytes are the HTTP/2 client preface
+   * (`head`: bytes already read from it; our transport only).
+   */
+  serveConnection(conn: Duplex, head?: Buffer): GrpcConnection {
+    if (this.rawConnections) {
+      const c = new H2Connection(
+        conn,
+        {
+          ...(this.opts.maxConcurrentStreams !== undefined ? { maxConcurrentStreams: this.opts.maxConcurrentStreams } : {}),
+          ...(this.opts.keepaliveTimeMs !== undefined ? { keepaliveTimeMs: this.opts.keepaliveTimeMs } : {}),
+          ...(this.opts.keepaliveTimeoutMs !== undefined ? { keepaliveTimeoutMs: this.opts.keepaliveTimeoutMs } : {}),
+          onError: (err) => this.opts.log.warn({ err: err.message }, "HTTP/2 connection failed; its calls end"),
+        },
+        // H2Stream has the part of ServerHttp2Stream's interface that Call and onStream use.
+        (stream, headers) => this.onStream(stream as unknown as http2.ServerHttp2Stream, headers),
+        head,
+      );
+      this.sessions.add(c);
+      c.once("close", () => this.sessions.delete(c));
+      return c;
+    }
     this.lastSession = undefined;
     this.h2.emit("connection", conn);
     const s = this.lastSession as http2.ServerHttp2Session | undefined;
@@ -453,6 +495,17 @@ export class GrpcServer {
 
   /** Listens on its own port (tests); resolves with the address. */
   listen(port: number, host: string): Promise<AddressInfo> {
+    if (this.rawConnections) {
+      const srv = net.createServer({ noDelay: true }, (sock) => this.serveConnection(sock));
+      this.netServer = srv;
+      return new Promise((resolve, reject) => {
+        srv.once("error", reject);
+        srv.listen(port, host, () => {
+          srv.off("error", reject);
+          resolve(srv.address() as AddressInfo);
+        });
+      });
+    }
     return new Promise((resolve, reject) => {
       this.h2.once("error", reject);
       this.h2.listen(port, host, () => {
@@ -465,6 +518,7 @@ export class GrpcServer {
   /** Stops listening (if it was) and ends every connection now. */
   destroy(): void {
     if (this.h2.listening) this.h2.close();
+    this.netServer?.close();
     for (const s of this.sessions) s.destroy();
   }
 
