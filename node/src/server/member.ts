@@ -74,8 +74,6 @@ export async function startMember(cfg: Config, logger: Logger, opts: StartOption
     keepaliveTimeoutMs: cfg.grpcKeepaliveTimeout,
     maxConcurrentStreams: Math.min(cfg.maxConcurrentStreams, 2 ** 32 - 1),
     hasLeader: () => server.leader !== 0n,
-    // Experimental: our own HTTP/2 framing instead of node:http2 (api/grpc/h2.ts).
-    transport: process.env["ETCDTS_GRPC_TRANSPORT"] === "own" ? "own" : "node",
     log: logger.child({ component: "grpc" }),
   });
   const httpLog = logger.child({ component: "http" });

@@ -1,5 +1,7 @@
-// etcd's gRPC services served straight from node:http2: the one place where
-// handler results and errors become gRPC messages and statuses.
+// etcd's gRPC services over HTTP/2: the one place where handler results and
+// errors become gRPC messages and statuses. The HTTP/2 underneath is our own
+// (h2.ts: about twice node:http2's throughput, docs/perf-notes.md), or node:http2
+// with ETCDTS_GRPC_TRANSPORT=node; both give the stream interface used here.
 //
 // Why not grpc-js's Server: on the hot unary calls its machinery (interceptor
 // chain, Metadata objects, call objects, several event-loop turns per call)
@@ -56,11 +58,16 @@ export interface GrpcServerOptions {
    */
   readonly hasLeader?: () => boolean;
   /**
-   * Which HTTP/2 server carries the calls: node:http2 (the default), or our own
-   * framing (h2.ts; experimental, chosen with ETCDTS_GRPC_TRANSPORT=own).
+   * Which HTTP/2 server carries the calls: our own framing (h2.ts, the default) or
+   * node:http2 (kept as a fallback). Unset: ETCDTS_GRPC_TRANSPORT=node picks node:http2.
    */
   readonly transport?: "node" | "own";
   readonly log: Logger;
+}
+
+/** ETCDTS_GRPC_TRANSPORT=node chooses node:http2 when the options do not; ours otherwise. */
+function transportFromEnv(): "node" | "own" {
+  return process.env["ETCDTS_GRPC_TRANSPORT"] === "node" ? "node" : "own";
 }
 
 /** One client connection, whichever HTTP/2 server carries it (what the listener needs of it). */
@@ -458,7 +465,7 @@ export class GrpcServer {
       maxSessionInvalidFrames: 2 ** 32 - 1,
       settings: opts.maxConcurrentStreams !== undefined ? { maxConcurrentStreams: opts.maxConcurrentStreams } : {},
     });
-    this.rawConnections = opts.transport === "own";
+    this.rawConnections = (opts.transport ?? transportFromEnv()) === "own";
     this.h2.setTimeout(0);
     this.h2.on("session", (s: http2.ServerHttp2Session) => this.onSession(s));
     this.h2.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => this.onStream(stream, headers));

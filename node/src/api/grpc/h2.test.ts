@@ -1,0 +1,241 @@
+// Our HTTP/2 server side (h2.ts) and HPACK decoder (hpack.ts) against the real
+// thing: Node's own HTTP/2 client (nghttp2) sends the requests, with its own
+// header compression and flow control, and checks the answers. The gRPC layer
+// over it is covered by the server and conformance suites (run them with
+// ETCDTS_GRPC_TRANSPORT=own).
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import http2 from "node:http2";
+import net from "node:net";
+import { randomBytes } from "node:crypto";
+import { H2Connection, type H2Headers, type H2Options, type H2Stream } from "./h2.js";
+import { HpackDecoder, encodeHeaderBlock } from "../hpack.js";
+
+interface Served {
+  url: string;
+  conns: H2Connection[];
+  close(): Promise<void>;
+}
+
+async function serve(onStream: (s: H2Stream, h: H2Headers) => void, opts: H2Options = {}): Promise<Served> {
+  const conns: H2Connection[] = [];
+  const srv = net.createServer((sock) => conns.push(new H2Connection(sock, opts, onStream)));
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  const port = (srv.address() as net.AddressInfo).port;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    conns,
+    close: () =>
+      new Promise<void>((r) => {
+        for (const c of conns) c.destroy();
+        srv.close(() => r());
+      }),
+  };
+}
+
+function request(
+  client: http2.ClientHttp2Session,
+  headers: http2.OutgoingHttpHeaders,
+  body?: Buffer,
+): Promise<{ headers: http2.IncomingHttpHeaders; trailers: http2.IncomingHttpHeaders | undefined; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const req = client.request(headers, { endStream: body === undefined, waitForTrailers: false });
+    let h: http2.IncomingHttpHeaders = {};
+    let trailers: http2.IncomingHttpHeaders | undefined;
+    const chunks: Buffer[] = [];
+    req.on("response", (x) => (h = x));
+    req.on("trailers", (x) => (trailers = x));
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => resolve({ headers: h, trailers, body: Buffer.concat(chunks) }));
+    req.on("error", reject);
+    if (body !== undefined) req.end(body);
+  });
+}
+
+test("HPACK: RFC 7541 appendix C.3 and C.4 request examples decode to the same fields", () => {
+  const expect = [
+    [[":method", "GET"], [":scheme", "http"], [":path", "/"], [":authority", "www.example.com"]],
+    [[":method", "GET"], [":scheme", "http"], [":path", "/"], [":authority", "www.example.com"], ["cache-control", "no-cache"]],
+    [[":method", "GET"], [":scheme", "https"], [":path", "/index.html"], [":authority", "www.example.com"], ["custom-key", "custom-value"]],
+  ];
+  const plain = ["828684410f7777772e6578616d706c652e636f6d", "828684be58086e6f2d6361636865", "828785bf400a637573746f6d2d6b65790c637573746f6d2d76616c7565"];
+  const huffman = ["828684418cf1e3c2e5f23a6ba0ab90f4ff", "828684be5886a8eb10649cbf", "828785bf408825a849e95ba97d7f8925a849e95bb8e8b4bf"];
+  for (const blocks of [plain, huffman]) {
+    const d = new HpackDecoder(); // one connection: the second and third use the table the first filled
+    blocks.forEach((hex, i) => assert.deepEqual(d.decode(Buffer.from(hex, "hex")), expect[i]));
+  }
+});
+
+test("HPACK: what encodeHeaderBlock writes decodes back", () => {
+  const fields: [string, string][] = [[":status", "200"], [":status", "415"], ["content-type", "application/grpc"], ["grpc-status", "0"], ["x-long", "v".repeat(300)]];
+  assert.deepEqual(new HpackDecoder().decode(encodeHeaderBlock(fields)), fields);
+});
+
+test("requests from Node's HTTP/2 client: every header arrives as sent, over many requests on one connection (its dynamic table)", async () => {
+  const srv = await serve((s, h) => {
+    s.respond({ ":status": 200, "content-type": "application/json" }, { waitForTrailers: true });
+    s.once("wantTrailers", () => s.sendTrailers({ "x-trailer": "done", "grpc-status": "0" }));
+    s.end(Buffer.from(JSON.stringify(h)));
+  });
+  const client = http2.connect(srv.url);
+  try {
+    const pool = Array.from({ length: 8 }, (_, i) => `value-${i}-${"x".repeat(i * 40)}`);
+    for (let i = 0; i < 300; i++) {
+      const sent: Record<string, string> = {};
+      // Repeated values (indexed after the first time), fresh ones, and long ones that evict.
+      sent["x-repeat"] = pool[i % pool.length]!;
+      sent["x-fresh"] = `n${i}-${randomBytes(6).toString("hex")}`;
+      if (i % 7 === 0) sent["x-big"] = randomBytes(1500).toString("base64");
+      if (i % 11 === 0) sent["authorization"] = `secret-${i}`;
+      const r = await request(client, { ":method": "POST", ":path": `/svc/m${i}`, ...sent });
+      assert.equal(r.headers[":status"], 200);
+      assert.equal(r.trailers?.["x-trailer"], "done");
+      const got = JSON.parse(r.body.toString()) as Record<string, string>;
+      assert.equal(got[":path"], `/svc/m${i}`);
+      assert.equal(got[":method"], "POST");
+      for (const [k, v] of Object.entries(sent)) assert.equal(got[k], v, `request ${i}, header ${k}`);
+    }
+  } finally {
+    client.close();
+    await srv.close();
+  }
+});
+
+test("large bodies both ways, many streams at once: flow control keeps every byte in order", async () => {
+  const srv = await serve((s) => {
+    const chunks: Buffer[] = [];
+    s.on("data", (c: Buffer) => chunks.push(c));
+    s.once("end", () => {
+      const all = Buffer.concat(chunks);
+      s.respond({ ":status": 200 }, { waitForTrailers: true });
+      s.once("wantTrailers", () => s.sendTrailers({ "x-len": String(all.length) }));
+      // Echo in 64 KiB writes, waiting for 'drain' as a writer must.
+      let off = 0;
+      const pump = (): void => {
+        while (off < all.length) {
+          const ok = s.write(all.subarray(off, off + 65536));
+          off += 65536;
+          if (!ok) {
+            s.once("drain", pump);
+            return;
+          }
+        }
+        s.end();
+      };
+      pump();
+    });
+  });
+  const client = http2.connect(srv.url);
+  try {
+    const one = randomBytes(3 * 1024 * 1024 + 17);
+    const r = await request(client, { ":method": "POST", ":path": "/echo" }, one);
+    assert.equal(r.trailers?.["x-len"], String(one.length));
+    assert.ok(r.body.equals(one), "3 MiB echo");
+    const many = Array.from({ length: 20 }, (_, i) => randomBytes(200_000 + i));
+    const rs = await Promise.all(many.map((b) => request(client, { ":method": "POST", ":path": "/echo" }, b)));
+    rs.forEach((x, i) => assert.ok(x.body.equals(many[i]!), `stream ${i}`));
+  } finally {
+    client.close();
+    await srv.close();
+  }
+});
+
+test("a stream the client resets ends with 'close' on ours; the connection serves on", async () => {
+  let closedOnServer: () => void = () => {};
+  const closed = new Promise<void>((r) => (closedOnServer = r));
+  const srv = await serve((s, h) => {
+    if (h[":path"] === "/hang") {
+      s.once("close", () => closedOnServer());
+      return; // never answers
+    }
+    s.respond({ ":status": 200 });
+    s.end(Buffer.from("ok"));
+  });
+  const client = http2.connect(srv.url);
+  try {
+    const req = client.request({ ":method": "POST", ":path": "/hang" });
+    req.on("error", () => {});
+    // Give the server the stream, then cancel it (if the reset comes first, the stream still opens and closes).
+    await new Promise((r) => setTimeout(r, 50));
+    req.close(http2.constants.NGHTTP2_CANCEL);
+    await closed;
+    const r = await request(client, { ":method": "POST", ":path": "/after" });
+    assert.equal(r.body.toString(), "ok");
+  } finally {
+    client.close();
+    await srv.close();
+  }
+});
+
+test("close(): GOAWAY; the call in progress finishes, then the connection ends", async () => {
+  let answer: () => void = () => {};
+  const srv = await serve((s) => {
+    answer = () => {
+      s.respond({ ":status": 200 });
+      s.end(Buffer.from("late"));
+    };
+  });
+  const client = http2.connect(srv.url);
+  const goaway = new Promise<void>((r) => client.once("goaway", () => r()));
+  const clientClosed = new Promise<void>((r) => client.once("close", () => r()));
+  try {
+    const pending = request(client, { ":method": "POST", ":path": "/slow" });
+    await new Promise((r) => setTimeout(r, 50));
+    srv.conns[0]!.close();
+    await goaway;
+    answer();
+    assert.equal((await pending).body.toString(), "late");
+    await clientClosed;
+  } finally {
+    client.destroy();
+    await srv.close();
+  }
+});
+
+test("a connection that does not start with the HTTP/2 preface gets GOAWAY PROTOCOL_ERROR and is closed", async () => {
+  const srv = await serve(() => assert.fail("no stream expected"));
+  try {
+    const sock = net.connect(Number(new URL(srv.url).port), "127.0.0.1");
+    const got: Buffer[] = [];
+    sock.on("data", (c: Buffer) => got.push(c));
+    sock.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    await new Promise<void>((r) => sock.once("close", () => r()));
+    const all = Buffer.concat(got);
+    // Our SETTINGS and WINDOW_UPDATE, then GOAWAY (type 7) with PROTOCOL_ERROR (1).
+    let i = 0;
+    let goawayCode: number | undefined;
+    while (i + 9 <= all.length) {
+      const len = all.readUIntBE(i, 3);
+      if (all[i + 3] === 7) goawayCode = all.readUInt32BE(i + 9 + 4);
+      i += 9 + len;
+    }
+    assert.equal(goawayCode, 1);
+  } finally {
+    await srv.close();
+  }
+});
+
+test("keepalive: a client that answers pings stays; one that does not is closed after the timeout", async () => {
+  const srv = await serve(
+    (s) => {
+      s.respond({ ":status": 200 });
+      s.end(Buffer.from("ok"));
+    },
+    { keepaliveTimeMs: 50, keepaliveTimeoutMs: 100 },
+  );
+  const client = http2.connect(srv.url);
+  try {
+    // A raw client: preface and SETTINGS, and never a PING ACK.
+    const sock = net.connect(Number(new URL(srv.url).port), "127.0.0.1");
+    sock.on("data", () => {});
+    sock.write(Buffer.concat([Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])]));
+    await new Promise<void>((r) => sock.once("close", () => r()));
+    // Node's client acknowledged every ping meanwhile and is still served.
+    const r = await request(client, { ":method": "POST", ":path": "/x" });
+    assert.equal(r.body.toString(), "ok");
+  } finally {
+    client.close();
+    await srv.close();
+  }
+});
