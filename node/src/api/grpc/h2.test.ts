@@ -239,3 +239,60 @@ test("keepalive: a client that answers pings stays; one that does not is closed 
     await srv.close();
   }
 });
+
+test("a client sending beyond the stream's window gets RST_STREAM FLOW_CONTROL_ERROR; the connection serves on", async () => {
+  let opened = 0;
+  const srv = await serve((s, h) => {
+    opened++;
+    if (h[":path"] === "/paused") {
+      s.pause(); // takes nothing: the window is never given back
+      return;
+    }
+    s.respond({ ":status": 200 });
+    s.end(Buffer.from("ok"));
+  });
+  try {
+    const sock = net.connect(Number(new URL(srv.url).port), "127.0.0.1");
+    const got: Buffer[] = [];
+    sock.on("data", (c: Buffer) => got.push(c));
+    const frame = (type: number, flags: number, id: number, payload: Buffer): Buffer => {
+      const b = Buffer.alloc(9);
+      b.writeUIntBE(payload.length, 0, 3);
+      b[3] = type;
+      b[4] = flags;
+      b.writeUInt32BE(id, 5);
+      return Buffer.concat([b, payload]);
+    };
+    const hdrs = (path: string) => encodeHeaderBlock([[":method", "POST"], [":scheme", "http"], [":path", path], [":authority", "x"]]);
+    const parts = [Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), frame(4, 0, 0, Buffer.alloc(0)), frame(1, 4, 1, hdrs("/paused"))];
+    // Our stream window is 1 MiB: 65 frames of 16 KiB go over it.
+    for (let i = 0; i < 65; i++) parts.push(frame(0, 0, 1, Buffer.alloc(16384)));
+    parts.push(frame(1, 5, 3, hdrs("/after")));
+    sock.write(Buffer.concat(parts));
+    const frames = async (): Promise<{ type: number; id: number; payload: Buffer }[]> => {
+      for (let tries = 0; tries < 200; tries++) {
+        const all = Buffer.concat(got);
+        const out: { type: number; id: number; payload: Buffer }[] = [];
+        let i = 0;
+        while (i + 9 <= all.length && i + 9 + all.readUIntBE(i, 3) <= all.length) {
+          const len = all.readUIntBE(i, 3);
+          out.push({ type: all[i + 3]!, id: all.readUInt32BE(i + 5), payload: all.subarray(i + 9, i + 9 + len) });
+          i += 9 + len;
+        }
+        // Wait for stream 3's answer: its END_STREAM DATA.
+        if (out.some((f) => f.id === 3 && f.type === 0)) return out;
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      throw new Error("no answer on stream 3");
+    };
+    const fs = await frames();
+    const rst = fs.find((f) => f.type === 3 && f.id === 1);
+    assert.ok(rst !== undefined, "RST_STREAM on stream 1");
+    assert.equal(rst.payload.readUInt32BE(0), 3, "FLOW_CONTROL_ERROR");
+    assert.equal(fs.find((f) => f.type === 0 && f.id === 3)?.payload.toString(), "ok");
+    assert.equal(opened, 2);
+    sock.destroy();
+  } finally {
+    await srv.close();
+  }
+});

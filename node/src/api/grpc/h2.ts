@@ -140,6 +140,8 @@ export class H2Stream extends EventEmitter {
   private endPending = false;
   /** Bytes taken by the application and not yet given back to the client's window. */
   private unacked = 0;
+  /** What the client may still send on this stream (our window as it knows it). */
+  recvWindow = STREAM_WINDOW;
   /** The client's END_STREAM arrived (or the stream was reset). */
   remoteDone = false;
   /** We sent END_STREAM (or a reset). */
@@ -183,6 +185,7 @@ export class H2Stream extends EventEmitter {
     // Give the window back once half of it is used (fewer WINDOW_UPDATEs than one per frame).
     if (this.unacked >= STREAM_WINDOW / 2 && !this.remoteDone) {
       this.conn.windowUpdate(this.id, this.unacked);
+      this.recvWindow += this.unacked;
       this.unacked = 0;
     }
   }
@@ -192,6 +195,11 @@ export class H2Stream extends EventEmitter {
     this.readableEnded = true;
     this.emit("end");
     this.maybeClose();
+  }
+
+  /** @internal Window for bytes the application will never see (padding). */
+  giveBack(n: number): void {
+    this.unacked += n;
   }
 
   pause(): this {
@@ -345,6 +353,8 @@ export class H2Connection extends EventEmitter {
   private peerInitialWindow = 65535;
   peerMaxFrame = 16384;
   private recvUnacked = 0;
+  /** What the client may still send on the connection. */
+  private recvWindow = CONN_WINDOW;
   private goingAway = false;
   private done = false;
   private keepaliveTimer: NodeJS.Timeout | undefined;
@@ -621,10 +631,15 @@ export class H2Connection extends EventEmitter {
 
   private onDataFrame(flags: number, id: number, p: Buffer): void {
     if (id === 0) throw new ConnectionError(PROTOCOL_ERROR, "DATA on stream 0");
-    // Flow control counts the whole frame, padding included (section 6.9.1).
+    // Flow control counts the whole frame, padding included (section 6.9.1). A client
+    // sending beyond the window it was given breaks the protocol (it would make us buffer
+    // without bound while a stream is paused).
+    this.recvWindow -= p.length;
+    if (this.recvWindow < 0) throw new ConnectionError(FLOW_CONTROL_ERROR, "DATA beyond the connection's window");
     this.recvUnacked += p.length;
     if (this.recvUnacked >= CONN_WINDOW / 2) {
       this.windowUpdate(0, this.recvUnacked);
+      this.recvWindow += this.recvUnacked;
       this.recvUnacked = 0;
     }
     let data = p;
@@ -641,6 +656,14 @@ export class H2Connection extends EventEmitter {
       s.destroy();
       return;
     }
+    s.recvWindow -= p.length;
+    if (s.recvWindow < 0) {
+      this.reset(id, FLOW_CONTROL_ERROR);
+      s.destroy();
+      return;
+    }
+    // Padding is not delivered but was counted: give it back at once.
+    if (data.length < p.length) s.giveBack(p.length - data.length);
     // Frames are parsed from one buffer that is kept until the next read: copy what a handler may keep.
     s.receive(Buffer.from(data), (flags & FLAG_END_STREAM) !== 0);
   }
