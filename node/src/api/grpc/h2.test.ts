@@ -296,3 +296,36 @@ test("a client sending beyond the stream's window gets RST_STREAM FLOW_CONTROL_E
     await srv.close();
   }
 });
+
+test("a client that opens and resets streams faster than nghttp2's limit (rapid reset) gets GOAWAY ENHANCE_YOUR_CALM", async () => {
+  let opened = 0;
+  const srv = await serve(() => opened++);
+  try {
+    const sock = net.connect(Number(new URL(srv.url).port), "127.0.0.1");
+    const got: Buffer[] = [];
+    sock.on("data", (c: Buffer) => got.push(c));
+    const closed = new Promise<void>((r) => sock.once("close", () => r()));
+    sock.on("error", () => {});
+    const frame = (type: number, flags: number, id: number, payload: Buffer): Buffer => {
+      const b = Buffer.alloc(9);
+      b.writeUIntBE(payload.length, 0, 3);
+      b[3] = type;
+      b[4] = flags;
+      b.writeUInt32BE(id, 5);
+      return Buffer.concat([b, payload]);
+    };
+    const hdrs = encodeHeaderBlock([[":method", "POST"], [":scheme", "http"], [":path", "/x"], [":authority", "x"]]);
+    const cancel = Buffer.from([0, 0, 0, 8]);
+    const parts = [Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), frame(4, 0, 0, Buffer.alloc(0))];
+    for (let i = 0; i < 1100; i++) parts.push(frame(1, 4, 2 * i + 1, hdrs), frame(3, 0, 2 * i + 1, cancel));
+    sock.write(Buffer.concat(parts));
+    await closed;
+    const all = Buffer.concat(got);
+    let goawayCode: number | undefined;
+    for (let i = 0; i + 9 <= all.length; i += 9 + all.readUIntBE(i, 3)) if (all[i + 3] === 7) goawayCode = all.readUInt32BE(i + 9 + 4);
+    assert.equal(goawayCode, 0xb);
+    assert.ok(opened > 1000 && opened < 1100, `streams opened before the GOAWAY: ${opened}`);
+  } finally {
+    await srv.close();
+  }
+});

@@ -72,6 +72,14 @@ const MAX_HEADER_BLOCK = 1 << 20;
 /** write() returns false once this many bytes wait in a stream (then 'drain'). */
 const HIGH_WATER = 1 << 16;
 const MAX_WINDOW = 2 ** 31 - 1;
+/**
+ * Streams a client may reset: a burst of this many, refilled at RESET_RATE per second
+ * (nghttp2's defaults; nghttp2 is the library under node:http2). A client opening and resetting
+ * streams faster ("rapid reset") makes us start handlers for nothing: GOAWAY
+ * ENHANCE_YOUR_CALM.
+ */
+const RESET_BURST = 1000;
+const RESET_RATE = 33;
 
 export interface H2Options {
   /** SETTINGS_MAX_CONCURRENT_STREAMS we announce and enforce; undefined: no limit. */
@@ -362,6 +370,8 @@ export class H2Connection extends EventEmitter {
   private pingOutstanding = false;
   /** Streams opened and not yet closed (for SETTINGS_MAX_CONCURRENT_STREAMS). */
   private open = 0;
+  private resetTokens = RESET_BURST;
+  private resetRefilled = performance.now();
 
   constructor(
     private readonly socket: Duplex,
@@ -482,6 +492,10 @@ export class H2Connection extends EventEmitter {
         if (id === 0) throw new ConnectionError(PROTOCOL_ERROR, "RST_STREAM on stream 0");
         if (p.length !== 4) throw new ConnectionError(FRAME_SIZE_ERROR, "RST_STREAM of the wrong size");
         if (id > this.lastStreamId) throw new ConnectionError(PROTOCOL_ERROR, "RST_STREAM on an idle stream");
+        const now = performance.now();
+        this.resetTokens = Math.min(RESET_BURST, this.resetTokens + ((now - this.resetRefilled) / 1000) * RESET_RATE);
+        this.resetRefilled = now;
+        if (--this.resetTokens < 0) throw new ConnectionError(ENHANCE_YOUR_CALM, "too many streams reset by the client");
         this.streams.get(id)?.destroy();
         return;
       }
