@@ -88,6 +88,7 @@ test("requests from Node's HTTP/2 client: every header arrives as sent, over man
       sent["x-fresh"] = `n${i}-${randomBytes(6).toString("hex")}`;
       if (i % 7 === 0) sent["x-big"] = randomBytes(1500).toString("base64");
       if (i % 11 === 0) sent["authorization"] = `secret-${i}`;
+      if (i % 13 === 0) sent["constructor"] = `not-a-prototype-${i}`; // a name every plain object has
       const r = await request(client, { ":method": "POST", ":path": `/svc/m${i}`, ...sent });
       assert.equal(r.headers[":status"], 200);
       assert.equal(r.trailers?.["x-trailer"], "done");

@@ -634,8 +634,9 @@ export class H2Connection extends EventEmitter {
       this.reset(id, REFUSED_STREAM);
       return;
     }
-    const headers: H2Headers = {};
-    for (const [k, v] of fields) if (!(k in headers)) headers[k] = v;
+    // No prototype: a header may be called "constructor" or "__proto__".
+    const headers = Object.create(null) as H2Headers;
+    for (const [k, v] of fields) if (headers[k] === undefined) headers[k] = v;
     const s = new H2Stream(id, this, this.peerInitialWindow);
     this.streams.set(id, s);
     this.open++;
