@@ -241,8 +241,16 @@ export class HpackDecoder {
   private used = 0;
   private limit: number;
 
-  /** `maxTableSize`: our SETTINGS_HEADER_TABLE_SIZE (4096 unless we announce another). */
-  constructor(private readonly maxTableSize = 4096) {
+  /**
+   * `maxTableSize`: our SETTINGS_HEADER_TABLE_SIZE (4096 unless we announce another).
+   * `maxListSize`: the largest decoded header list, counted as RFC 7541 counts table
+   * entries (32 + name + value octets per field); a block over it throws, so a small
+   * block that repeats a large table entry cannot make us build a huge list.
+   */
+  constructor(
+    private readonly maxTableSize = 4096,
+    private readonly maxListSize = Number.POSITIVE_INFINITY,
+  ) {
     this.limit = maxTableSize;
   }
 
@@ -250,11 +258,18 @@ export class HpackDecoder {
     const out: [string, string][] = [];
     let pos = 0;
     let sizeUpdateAllowed = true;
+    let listSize = 0;
+    const field = (name: string, value: string): void => {
+      listSize += 32 + name.length + value.length;
+      if (listSize > this.maxListSize) throw new HpackError(`header list larger than ${this.maxListSize} bytes`);
+      out.push([name, value]);
+    };
     while (pos < block.length) {
       const b = block[pos]!;
       if ((b & 0x80) !== 0) {
         const [i, next] = readInt(block, pos, 7);
-        out.push(this.entry(i));
+        const [n, v] = this.entry(i);
+        field(n, v);
         pos = next;
         sizeUpdateAllowed = false;
         continue;
@@ -288,7 +303,7 @@ export class HpackDecoder {
       const [v, afterValue] = readString(block, afterName);
       const value = v.toString("latin1");
       pos = afterValue;
-      out.push([name, value]);
+      field(name, value);
       if (indexing) this.add(name, value, 32 + nameLen + v.length);
     }
     return out;

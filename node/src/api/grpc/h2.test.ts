@@ -10,7 +10,7 @@ import http2 from "node:http2";
 import net from "node:net";
 import { randomBytes } from "node:crypto";
 import { H2Connection, type H2Headers, type H2Options, type H2Stream } from "./h2.js";
-import { HpackDecoder, encodeHeaderBlock } from "../hpack.js";
+import { HpackDecoder, encodeHeaderBlock, writeInt } from "../hpack.js";
 
 interface Served {
   url: string;
@@ -329,4 +329,98 @@ test("a client that opens and resets streams faster than nghttp2's limit (rapid 
   } finally {
     await srv.close();
   }
+});
+
+test("a slow reader gets a large answer whole, then the trailers and GOAWAY of a graceful close (nothing queued is dropped)", async () => {
+  const big = randomBytes(8 << 20);
+  let conn: H2Connection | undefined;
+  const srv = await serve((s) => {
+    s.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
+    s.once("wantTrailers", () => s.sendTrailers({ "grpc-status": "0" }));
+    s.end(big);
+    conn!.close(); // while most of the answer still waits for the client to read
+  });
+  try {
+    const sock = net.connect(Number(new URL(srv.url).port), "127.0.0.1");
+    const frame = (type: number, flags: number, id: number, payload: Buffer): Buffer => {
+      const b = Buffer.alloc(9);
+      b.writeUIntBE(payload.length, 0, 3);
+      b[3] = type;
+      b[4] = flags;
+      b.writeUInt32BE(id, 5);
+      return Buffer.concat([b, payload]);
+    };
+    const settings = Buffer.alloc(6);
+    settings.writeUInt16BE(4, 0);
+    settings.writeUInt32BE(2 ** 31 - 1, 2); // a stream window large enough for the whole answer
+    const wu = Buffer.alloc(4);
+    wu.writeUInt32BE(2 ** 31 - 1 - 65535);
+    const hdrs = encodeHeaderBlock([[":method", "POST"], [":scheme", "http"], [":path", "/x"], [":authority", "x"]]);
+    await new Promise<void>((r) => sock.once("connect", () => r()));
+    conn = srv.conns[0];
+    sock.pause(); // reads nothing for a while: the server's socket fills up
+    sock.write(Buffer.concat([Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), frame(4, 0, 0, settings), frame(8, 0, 0, wu), frame(1, 5, 1, hdrs)]));
+    const got: Buffer[] = [];
+    await new Promise((r) => setTimeout(r, 300));
+    conn ??= srv.conns[0];
+    sock.on("data", (c: Buffer) => got.push(c));
+    sock.resume();
+    await new Promise<void>((r) => sock.once("close", () => r()));
+    const all = Buffer.concat(got);
+    const data: Buffer[] = [];
+    let trailers = false;
+    let goaway = false;
+    for (let i = 0; i + 9 <= all.length; i += 9 + all.readUIntBE(i, 3)) {
+      const len = all.readUIntBE(i, 3);
+      const type = all[i + 3]!;
+      const id = all.readUInt32BE(i + 5);
+      if (type === 0 && id === 1) data.push(all.subarray(i + 9, i + 9 + len));
+      if (type === 1 && id === 1 && (all[i + 4]! & 1) === 1) trailers = true;
+      if (type === 7) goaway = true;
+    }
+    assert.ok(Buffer.concat(data).equals(big), `DATA bytes: ${Buffer.concat(data).length} of ${big.length}`);
+    assert.ok(trailers, "trailers");
+    assert.ok(goaway, "GOAWAY");
+  } finally {
+    await srv.close();
+  }
+});
+
+test("a header block made of endless empty CONTINUATION frames ends the connection (GOAWAY ENHANCE_YOUR_CALM)", async () => {
+  const srv = await serve(() => assert.fail("no stream expected"));
+  try {
+    const sock = net.connect(Number(new URL(srv.url).port), "127.0.0.1");
+    const got: Buffer[] = [];
+    sock.on("data", (c: Buffer) => got.push(c));
+    sock.on("error", () => {});
+    const closed = new Promise<void>((r) => sock.once("close", () => r()));
+    const head = (type: number, flags: number, id: number, len: number): Buffer => {
+      const b = Buffer.alloc(9);
+      b.writeUIntBE(len, 0, 3);
+      b[3] = type;
+      b[4] = flags;
+      b.writeUInt32BE(id, 5);
+      return b;
+    };
+    const block = encodeHeaderBlock([[":method", "POST"], [":path", "/x"]]);
+    const parts = [Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), head(4, 0, 0, 0), head(1, 1, 1, block.length), block]; // HEADERS without END_HEADERS
+    for (let i = 0; i < 10_000; i++) parts.push(head(9, 0, 1, 0));
+    sock.write(Buffer.concat(parts));
+    await closed;
+    const all = Buffer.concat(got);
+    let code: number | undefined;
+    for (let i = 0; i + 9 <= all.length; i += 9 + all.readUIntBE(i, 3)) if (all[i + 3] === 7) code = all.readUInt32BE(i + 9 + 4);
+    assert.equal(code, 0xb);
+  } finally {
+    await srv.close();
+  }
+});
+
+test("HPACK: a small block that repeats a large table entry is refused past the header list limit", () => {
+  const value = "v".repeat(4000);
+  // A literal with incremental indexing (0x40, new name) puts the field in the table; index 62 then refers to it.
+  const lit = Buffer.concat([Buffer.from([0x40, 5]), Buffer.from("x-big"), Buffer.from(writeInt(value.length, 7, 0)), Buffer.from(value)]);
+  const block = Buffer.concat([lit, Buffer.alloc(1000, 0xbe)]);
+  assert.equal(new HpackDecoder().decode(block).length, 1001); // no limit: the list is 4 MB
+  assert.throws(() => new HpackDecoder(4096, 65536).decode(block), /header list larger than 65536 bytes/);
 });

@@ -71,6 +71,15 @@ const CONN_WINDOW = 1 << 24;
 const MAX_HEADER_BLOCK = 1 << 20;
 /** write() returns false once this many bytes wait in a stream (then 'drain'). */
 const HIGH_WATER = 1 << 16;
+/**
+ * Once this many bytes wait in the socket for a client that does not read, we stop
+ * reading from it and frame no more DATA until the socket drains.
+ */
+const SOCKET_HIGH_WATER = 1 << 20;
+/** CONTINUATION frames one header block may use (each up to 16 KiB). */
+const MAX_CONTINUATIONS = 64;
+/** How long a closing connection may take to deliver what it still has to send. */
+const CLOSE_GRACE_MS = 5000;
 const MAX_WINDOW = 2 ** 31 - 1;
 /**
  * Streams a client may reset: a burst of this many, refilled at RESET_RATE per second
@@ -176,12 +185,14 @@ export class H2Stream extends EventEmitter {
 
   /** @internal DATA from the client. */
   receive(chunk: Buffer, end: boolean): void {
+    // Known before the data is delivered: a handler that answers from its 'data'
+    // listener must not reset a stream the client has already half-closed.
+    if (end) this.remoteDone = true;
     if (chunk.length > 0) {
       if (this.paused || this.inbox.length > 0) this.inbox.push(chunk);
       else this.deliver(chunk);
     }
-    if (end) {
-      this.remoteDone = true;
+    if (end && !this.closed) {
       if (this.paused || this.inbox.length > 0) this.endPending = true;
       else this.finishReading();
     }
@@ -199,7 +210,7 @@ export class H2Stream extends EventEmitter {
   }
 
   private finishReading(): void {
-    if (this.readableEnded) return;
+    if (this.readableEnded || this.closed) return;
     this.readableEnded = true;
     this.emit("end");
     this.maybeClose();
@@ -208,6 +219,11 @@ export class H2Stream extends EventEmitter {
   /** @internal Window for bytes the application will never see (padding). */
   giveBack(n: number): void {
     this.unacked += n;
+    if (this.unacked >= STREAM_WINDOW / 2 && !this.remoteDone) {
+      this.conn.windowUpdate(this.id, this.unacked);
+      this.recvWindow += this.unacked;
+      this.unacked = 0;
+    }
   }
 
   pause(): this {
@@ -216,7 +232,7 @@ export class H2Stream extends EventEmitter {
   }
 
   resume(): this {
-    if (!this.paused && this.inbox.length === 0) return this;
+    if (this.closed || (!this.paused && this.inbox.length === 0)) return this;
     this.paused = false;
     while (!this.paused && this.inbox.length > 0) this.deliver(this.inbox.shift()!);
     if (!this.paused && this.endPending) {
@@ -279,6 +295,10 @@ export class H2Stream extends EventEmitter {
   /** @internal Frames what the windows allow; called again on WINDOW_UPDATE. */
   flushData(): void {
     while (this.pending.length > 0 && !this.localDone) {
+      if (this.conn.congested) {
+        this.conn.waitingForSocket = true; // resumed once the socket has room (flushBlocked)
+        return;
+      }
       const room = Math.min(this.sendWindow, this.conn.sendWindow, this.conn.peerMaxFrame);
       if (room <= 0) return;
       let head = this.pending[0]!;
@@ -350,13 +370,18 @@ export class H2Connection extends EventEmitter {
   private buf: Buffer = Buffer.alloc(0);
   private prefaceSeen = false;
   private settingsSeen = false;
-  private readonly decoder = new HpackDecoder();
+  private readonly decoder = new HpackDecoder(4096, MAX_HEADER_BLOCK);
   private readonly streams = new Map<number, H2Stream>();
   private lastStreamId = 0;
   /** A header block being continued by CONTINUATION frames. */
-  private cont: { id: number; end: boolean; parts: Buffer[]; size: number } | undefined;
+  private cont: { id: number; end: boolean; parts: Buffer[]; size: number; frames: number } | undefined;
   private out: Buffer[] = [];
+  private outBytes = 0;
   private flushScheduled = false;
+  /** Reading is paused until the socket drains (a client that does not read). */
+  private readPaused = false;
+  /** @internal Some stream stopped framing DATA because the socket was full. */
+  waitingForSocket = false;
   sendWindow = 65535;
   private peerInitialWindow = 65535;
   peerMaxFrame = 16384;
@@ -391,6 +416,7 @@ export class H2Connection extends EventEmitter {
     this.queue(frameHeader(payload.length, SETTINGS, 0, 0), payload);
     this.queue(frameHeader(4, WINDOW_UPDATE, 0, 0), u32(CONN_WINDOW - 65535));
     socket.on("data", (chunk: Buffer) => this.onData(chunk));
+    socket.on("drain", () => this.onDrain());
     socket.on("error", () => this.terminate());
     socket.once("close", () => this.terminate());
     socket.once("end", () => this.terminate());
@@ -426,6 +452,20 @@ export class H2Connection extends EventEmitter {
     this.terminate();
   }
 
+  /** @internal More output waits for the socket than a client that reads would leave there. */
+  get congested(): boolean {
+    return this.outBytes + this.socket.writableLength >= SOCKET_HIGH_WATER;
+  }
+
+  private onDrain(): void {
+    if (this.done) return;
+    if (this.readPaused) {
+      this.readPaused = false;
+      this.socket.resume();
+    }
+    this.flushBlocked();
+  }
+
   // ---- input ----
 
   private onData(chunk: Buffer): void {
@@ -437,9 +477,7 @@ export class H2Connection extends EventEmitter {
       const e = err instanceof ConnectionError ? err : new ConnectionError(err instanceof HpackError ? COMPRESSION_ERROR : PROTOCOL_ERROR, String(err));
       this.opts.onError?.(e);
       this.goaway(e.code);
-      this.flushNow();
-      this.socket.end();
-      this.terminate();
+      this.closeAfterFlush();
     }
   }
 
@@ -492,10 +530,7 @@ export class H2Connection extends EventEmitter {
         if (id === 0) throw new ConnectionError(PROTOCOL_ERROR, "RST_STREAM on stream 0");
         if (p.length !== 4) throw new ConnectionError(FRAME_SIZE_ERROR, "RST_STREAM of the wrong size");
         if (id > this.lastStreamId) throw new ConnectionError(PROTOCOL_ERROR, "RST_STREAM on an idle stream");
-        const now = performance.now();
-        this.resetTokens = Math.min(RESET_BURST, this.resetTokens + ((now - this.resetRefilled) / 1000) * RESET_RATE);
-        this.resetRefilled = now;
-        if (--this.resetTokens < 0) throw new ConnectionError(ENHANCE_YOUR_CALM, "too many streams reset by the client");
+        this.chargeReset();
         this.streams.get(id)?.destroy();
         return;
       }
@@ -522,6 +557,17 @@ export class H2Connection extends EventEmitter {
     }
   }
 
+  /**
+   * A stream reset by the client, or one we reset because of what the client sent:
+   * both end streams whose handlers may already run, so both count.
+   */
+  private chargeReset(): void {
+    const now = performance.now();
+    this.resetTokens = Math.min(RESET_BURST, this.resetTokens + ((now - this.resetRefilled) / 1000) * RESET_RATE);
+    this.resetRefilled = now;
+    if (--this.resetTokens < 0) throw new ConnectionError(ENHANCE_YOUR_CALM, "too many streams reset");
+  }
+
   private onSettings(flags: number, id: number, p: Buffer): void {
     if (id !== 0) throw new ConnectionError(PROTOCOL_ERROR, "SETTINGS on a stream");
     if ((flags & FLAG_ACK) !== 0) {
@@ -536,7 +582,10 @@ export class H2Connection extends EventEmitter {
         if (v > MAX_WINDOW) throw new ConnectionError(FLOW_CONTROL_ERROR, "initial window too large");
         const delta = v - this.peerInitialWindow;
         this.peerInitialWindow = v;
-        for (const s of this.streams.values()) s.sendWindow += delta;
+        for (const s of this.streams.values()) {
+          s.sendWindow += delta;
+          if (s.sendWindow > MAX_WINDOW) throw new ConnectionError(FLOW_CONTROL_ERROR, "a stream's window above 2^31-1");
+        }
       } else if (key === SETTINGS_MAX_FRAME_SIZE) {
         if (v < 16384 || v > 16777215) throw new ConnectionError(PROTOCOL_ERROR, "bad SETTINGS_MAX_FRAME_SIZE");
         this.peerMaxFrame = v;
@@ -566,12 +615,14 @@ export class H2Connection extends EventEmitter {
       return; // a stream that just closed
     }
     if (inc === 0) {
+      this.chargeReset();
       this.reset(id, PROTOCOL_ERROR);
       s.destroy();
       return;
     }
     s.sendWindow += inc;
     if (s.sendWindow > MAX_WINDOW) {
+      this.chargeReset();
       this.reset(id, FLOW_CONTROL_ERROR);
       s.destroy();
       return;
@@ -580,8 +631,9 @@ export class H2Connection extends EventEmitter {
   }
 
   private flushBlocked(): void {
+    this.waitingForSocket = false;
     for (const s of this.streams.values()) {
-      if (this.sendWindow <= 0) return;
+      if (this.sendWindow <= 0 || this.congested) return;
       if (s.blocked) s.flushData();
     }
   }
@@ -600,7 +652,7 @@ export class H2Connection extends EventEmitter {
     const block = p.subarray(start, end);
     const endStream = (flags & FLAG_END_STREAM) !== 0;
     if ((flags & FLAG_END_HEADERS) === 0) {
-      this.cont = { id, end: endStream, parts: [Buffer.from(block)], size: block.length };
+      this.cont = { id, end: endStream, parts: [Buffer.from(block)], size: block.length, frames: 0 };
       return;
     }
     this.headerBlock(id, block, endStream);
@@ -609,6 +661,8 @@ export class H2Connection extends EventEmitter {
   private onContinuation(flags: number, id: number, p: Buffer): void {
     const c = this.cont;
     if (c === undefined || c.id !== id) throw new ConnectionError(PROTOCOL_ERROR, "CONTINUATION without HEADERS");
+    // Empty CONTINUATIONs add nothing to the size: their number is bounded too.
+    if (++c.frames > MAX_CONTINUATIONS) throw new ConnectionError(ENHANCE_YOUR_CALM, "too many CONTINUATION frames");
     c.parts.push(Buffer.from(p));
     c.size += p.length;
     if (c.size > MAX_HEADER_BLOCK) throw new ConnectionError(ENHANCE_YOUR_CALM, "header block too large");
@@ -667,12 +721,14 @@ export class H2Connection extends EventEmitter {
       if (id > this.lastStreamId) throw new ConnectionError(PROTOCOL_ERROR, "DATA on an idle stream");
       // A stream we ended or reset: the client may still be sending what was in flight.
       if (s === undefined) return;
+      this.chargeReset();
       this.reset(id, STREAM_CLOSED);
       s.destroy();
       return;
     }
     s.recvWindow -= p.length;
     if (s.recvWindow < 0) {
+      this.chargeReset();
       this.reset(id, FLOW_CONTROL_ERROR);
       s.destroy();
       return;
@@ -729,7 +785,10 @@ export class H2Connection extends EventEmitter {
 
   private queue(...bufs: Buffer[]): void {
     if (this.done) return;
-    for (const b of bufs) this.out.push(b);
+    for (const b of bufs) {
+      this.out.push(b);
+      this.outBytes += b.length;
+    }
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(() => this.flushNow());
@@ -741,15 +800,36 @@ export class H2Connection extends EventEmitter {
     if (this.out.length === 0 || this.done) return;
     const data = this.out.length === 1 ? this.out[0]! : Buffer.concat(this.out);
     this.out = [];
-    if (!this.socket.destroyed) this.socket.write(data);
+    this.outBytes = 0;
+    if (this.socket.destroyed) return;
+    if (!this.socket.write(data) && this.socket.writableLength >= SOCKET_HIGH_WATER && !this.readPaused) {
+      // A client that sends without reading (PINGs, say) makes us buffer its answers: stop reading it.
+      this.readPaused = true;
+      this.socket.pause();
+    }
+    // The socket took it: streams held back for room go on now ('drain' covers the other case).
+    if (this.waitingForSocket && !this.congested) this.flushBlocked();
   }
 
   private endSoon(): void {
-    setImmediate(() => {
-      this.flushNow();
-      this.socket.end();
-      this.terminate();
-    });
+    setImmediate(() => this.closeAfterFlush());
+  }
+
+  /**
+   * Ends the connection once what is queued has been handed to the socket: FIN after
+   * the last bytes (a call's last DATA, its trailers, the GOAWAY), and the socket
+   * destroyed only if the client has not taken them within CLOSE_GRACE_MS.
+   */
+  private closeAfterFlush(): void {
+    if (this.done) return;
+    this.flushNow();
+    const sock = this.socket;
+    this.terminate(false);
+    if (sock.destroyed) return;
+    sock.end();
+    const t = setTimeout(() => sock.destroy(), CLOSE_GRACE_MS);
+    t.unref();
+    sock.once("close", () => clearTimeout(t));
   }
 
   private keepalive(): void {
@@ -763,14 +843,15 @@ export class H2Connection extends EventEmitter {
     }
   }
 
-  private terminate(): void {
+  /** Every call on the connection ends; `destroySocket` false leaves the socket to closeAfterFlush. */
+  private terminate(destroySocket = true): void {
     if (this.done) return;
     this.done = true;
     if (this.keepaliveTimer !== undefined) clearInterval(this.keepaliveTimer);
     if (this.pingTimer !== undefined) clearTimeout(this.pingTimer);
     for (const s of [...this.streams.values()]) s.destroy();
     this.streams.clear();
-    if (!this.socket.destroyed) this.socket.destroy();
+    if (destroySocket && !this.socket.destroyed) this.socket.destroy();
     process.nextTick(() => this.emit("close"));
   }
 }
