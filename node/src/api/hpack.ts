@@ -341,25 +341,21 @@ export class HpackDecoder {
  * Huffman-coded. Names must be lower-case; values are written as latin1.
  */
 export function encodeHeaderBlock(fields: readonly (readonly [string, string])[]): Buffer {
-  const parts: number[] = [];
+  const parts: Buffer[] = [];
   for (const [name, value] of fields) {
     if (name === ":status") {
       const s = STATUS_INDEX.get(value);
       if (s !== undefined) {
-        parts.push(0x80 | s);
+        parts.push(Buffer.from([0x80 | s]));
         continue;
       }
     }
     const ni = STATIC_NAME_INDEX.get(name);
-    if (ni !== undefined) parts.push(...writeInt(ni, 4, 0x00));
-    else {
-      parts.push(0x00, ...writeInt(name.length, 7, 0));
-      for (let i = 0; i < name.length; i++) parts.push(name.charCodeAt(i) & 0xff);
-    }
-    parts.push(...writeInt(value.length, 7, 0));
-    for (let i = 0; i < value.length; i++) parts.push(value.charCodeAt(i) & 0xff);
+    if (ni !== undefined) parts.push(Buffer.from(writeInt(ni, 4, 0x00)));
+    else parts.push(Buffer.from([0x00]), encodeString(Buffer.from(name, "latin1")));
+    parts.push(encodeString(Buffer.from(value, "latin1")));
   }
-  return Buffer.from(parts);
+  return Buffer.concat(parts);
 }
 
 const STATUS_INDEX = new Map<string, number>();

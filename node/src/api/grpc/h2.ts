@@ -47,7 +47,7 @@ const FLAG_END_HEADERS = 0x4;
 const FLAG_PADDED = 0x8;
 const FLAG_PRIORITY = 0x20;
 
-export const H2_NO_ERROR = 0x0;
+const NO_ERROR = 0x0;
 const PROTOCOL_ERROR = 0x1;
 const FLOW_CONTROL_ERROR = 0x3;
 const STREAM_CLOSED = 0x5;
@@ -56,7 +56,7 @@ const REFUSED_STREAM = 0x7;
 const COMPRESSION_ERROR = 0x9;
 const ENHANCE_YOUR_CALM = 0xb;
 
-const SETTINGS_HEADER_TABLE_SIZE = 0x1;
+const SETTINGS_ENABLE_PUSH = 0x2;
 const SETTINGS_MAX_CONCURRENT_STREAMS = 0x3;
 const SETTINGS_INITIAL_WINDOW_SIZE = 0x4;
 const SETTINGS_MAX_FRAME_SIZE = 0x5;
@@ -149,7 +149,6 @@ function headerBlock(h: Readonly<Record<string, string | number>>): Buffer {
 export class H2Stream extends EventEmitter {
   /** node:http2's stream has a session; ours has none (GrpcServer checks). */
   readonly session = undefined;
-  destroyed = false;
   closed = false;
   readableEnded = false;
   private paused = false;
@@ -181,6 +180,11 @@ export class H2Stream extends EventEmitter {
     this.sendWindow = sendWindow;
   }
 
+  /** node:http2's name for closed. */
+  get destroyed(): boolean {
+    return this.closed;
+  }
+
   // ---- reading ----
 
   /** @internal DATA from the client. */
@@ -200,23 +204,20 @@ export class H2Stream extends EventEmitter {
 
   private deliver(chunk: Buffer): void {
     this.emit("data", chunk);
-    this.unacked += chunk.length;
-    // Give the window back once half of it is used (fewer WINDOW_UPDATEs than one per frame).
-    if (this.unacked >= STREAM_WINDOW / 2 && !this.remoteDone) {
-      this.conn.windowUpdate(this.id, this.unacked);
-      this.recvWindow += this.unacked;
-      this.unacked = 0;
-    }
+    this.giveBack(chunk.length);
   }
 
   private finishReading(): void {
     if (this.readableEnded || this.closed) return;
     this.readableEnded = true;
     this.emit("end");
-    this.maybeClose();
   }
 
-  /** @internal Window for bytes the application will never see (padding). */
+  /**
+   * @internal `n` received bytes are done with (taken by the application, or padding it
+   * never sees). The window is given back once half of it is used: fewer WINDOW_UPDATEs
+   * than one per frame.
+   */
   giveBack(n: number): void {
     this.unacked += n;
     if (this.unacked >= STREAM_WINDOW / 2 && !this.remoteDone) {
@@ -286,7 +287,7 @@ export class H2Stream extends EventEmitter {
   }
 
   /** Resets the stream (RST_STREAM with `code`). */
-  close(code = H2_NO_ERROR): void {
+  close(code = NO_ERROR): void {
     if (this.closed) return;
     if (!this.localDone || !this.remoteDone) this.conn.reset(this.id, code);
     this.destroy();
@@ -343,19 +344,14 @@ export class H2Stream extends EventEmitter {
     this.pending = [];
     this.pendingBytes = 0;
     // As grpc-go: a client still sending is told to stop (RST_STREAM NO_ERROR).
-    if (!this.remoteDone) this.conn.reset(this.id, H2_NO_ERROR);
+    if (!this.remoteDone) this.conn.reset(this.id, NO_ERROR);
     this.destroy();
-  }
-
-  private maybeClose(): void {
-    if (this.localDone && this.remoteDone) this.destroy();
   }
 
   /** @internal Ends the stream for good (reset by either side, or both sides done). */
   destroy(): void {
     if (this.closed) return;
     this.closed = true;
-    this.destroyed = true;
     this.localDone = true;
     this.remoteDone = true;
     this.pending = [];
@@ -440,7 +436,7 @@ export class H2Connection extends EventEmitter {
   close(): void {
     if (this.done || this.goingAway) return;
     this.goingAway = true;
-    this.goaway(H2_NO_ERROR);
+    this.goaway(NO_ERROR);
     if (this.streams.size === 0) this.endSoon();
   }
 
@@ -589,11 +585,11 @@ export class H2Connection extends EventEmitter {
       } else if (key === SETTINGS_MAX_FRAME_SIZE) {
         if (v < 16384 || v > 16777215) throw new ConnectionError(PROTOCOL_ERROR, "bad SETTINGS_MAX_FRAME_SIZE");
         this.peerMaxFrame = v;
-      } else if (key === 0x2 && v > 1) {
+      } else if (key === SETTINGS_ENABLE_PUSH && v > 1) {
         throw new ConnectionError(PROTOCOL_ERROR, "bad SETTINGS_ENABLE_PUSH");
       }
-      // SETTINGS_HEADER_TABLE_SIZE: our encoder never uses the dynamic table. Others: nothing to do.
-      void SETTINGS_HEADER_TABLE_SIZE;
+      // The others need nothing: SETTINGS_HEADER_TABLE_SIZE, for one, concerns only the
+      // dynamic table, which our encoder never uses.
     }
     this.queue(frameHeader(0, SETTINGS, FLAG_ACK, 0));
     if (this.peerInitialWindow > 0) this.flushBlocked();
