@@ -53,6 +53,54 @@ function request(
   });
 }
 
+// ---- a raw client: frames written and read by hand, for what Node's client will not send ----
+
+const CLIENT_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+const EMPTY_SETTINGS = Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]);
+
+interface RawFrame {
+  type: number;
+  flags: number;
+  id: number;
+  payload: Buffer;
+}
+
+function rawFrame(type: number, flags: number, id: number, payload: Buffer = Buffer.alloc(0)): Buffer {
+  const b = Buffer.alloc(9);
+  b.writeUIntBE(payload.length, 0, 3);
+  b[3] = type;
+  b[4] = flags;
+  b.writeUInt32BE(id, 5);
+  return Buffer.concat([b, payload]);
+}
+
+function requestBlock(path: string): Buffer {
+  return encodeHeaderBlock([[":method", "POST"], [":scheme", "http"], [":path", path], [":authority", "x"]]);
+}
+
+/** A socket to `srv` that keeps what it reads; frames() parses the complete frames so far. */
+function rawConnect(srv: Served): { sock: net.Socket; closed: Promise<void>; frames(): RawFrame[] } {
+  const sock = net.connect(Number(new URL(srv.url).port), "127.0.0.1");
+  const got: Buffer[] = [];
+  sock.on("data", (c: Buffer) => got.push(c));
+  sock.on("error", () => {});
+  const closed = new Promise<void>((r) => sock.once("close", () => r()));
+  const frames = (): RawFrame[] => {
+    const all = Buffer.concat(got);
+    const out: RawFrame[] = [];
+    for (let i = 0; i + 9 <= all.length && i + 9 + all.readUIntBE(i, 3) <= all.length; i += 9 + all.readUIntBE(i, 3)) {
+      out.push({ type: all[i + 3]!, flags: all[i + 4]!, id: all.readUInt32BE(i + 5), payload: all.subarray(i + 9, i + 9 + all.readUIntBE(i, 3)) });
+    }
+    return out;
+  };
+  return { sock, closed, frames };
+}
+
+/** The error code of the GOAWAY among `frames`, if there is one. */
+function goawayCode(frames: RawFrame[]): number | undefined {
+  return frames.find((f) => f.type === 7)?.payload.readUInt32BE(4);
+}
+
 test("HPACK: RFC 7541 appendix C.3 and C.4 request examples decode to the same fields", () => {
   const expect = [
     [[":method", "GET"], [":scheme", "http"], [":path", "/"], [":authority", "www.example.com"]],
@@ -197,21 +245,11 @@ test("close(): GOAWAY; the call in progress finishes, then the connection ends",
 test("a connection that does not start with the HTTP/2 preface gets GOAWAY PROTOCOL_ERROR and is closed", async () => {
   const srv = await serve(() => assert.fail("no stream expected"));
   try {
-    const sock = net.connect(Number(new URL(srv.url).port), "127.0.0.1");
-    const got: Buffer[] = [];
-    sock.on("data", (c: Buffer) => got.push(c));
-    sock.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-    await new Promise<void>((r) => sock.once("close", () => r()));
-    const all = Buffer.concat(got);
-    // Our SETTINGS and WINDOW_UPDATE, then GOAWAY (type 7) with PROTOCOL_ERROR (1).
-    let i = 0;
-    let goawayCode: number | undefined;
-    while (i + 9 <= all.length) {
-      const len = all.readUIntBE(i, 3);
-      if (all[i + 3] === 7) goawayCode = all.readUInt32BE(i + 9 + 4);
-      i += 9 + len;
-    }
-    assert.equal(goawayCode, 1);
+    const c = rawConnect(srv);
+    c.sock.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    await c.closed;
+    // Our SETTINGS and WINDOW_UPDATE, then GOAWAY with PROTOCOL_ERROR (1).
+    assert.equal(goawayCode(c.frames()), 1);
   } finally {
     await srv.close();
   }
@@ -228,10 +266,9 @@ test("keepalive: a client that answers pings stays; one that does not is closed 
   const client = http2.connect(srv.url);
   try {
     // A raw client: preface and SETTINGS, and never a PING ACK.
-    const sock = net.connect(Number(new URL(srv.url).port), "127.0.0.1");
-    sock.on("data", () => {});
-    sock.write(Buffer.concat([Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])]));
-    await new Promise<void>((r) => sock.once("close", () => r()));
+    const c = rawConnect(srv);
+    c.sock.write(Buffer.concat([CLIENT_PREFACE, EMPTY_SETTINGS]));
+    await c.closed;
     // Node's client acknowledged every ping meanwhile and is still served.
     const r = await request(client, { ":method": "POST", ":path": "/x" });
     assert.equal(r.body.toString(), "ok");
@@ -253,46 +290,24 @@ test("a client sending beyond the stream's window gets RST_STREAM FLOW_CONTROL_E
     s.end(Buffer.from("ok"));
   });
   try {
-    const sock = net.connect(Number(new URL(srv.url).port), "127.0.0.1");
-    const got: Buffer[] = [];
-    sock.on("data", (c: Buffer) => got.push(c));
-    const frame = (type: number, flags: number, id: number, payload: Buffer): Buffer => {
-      const b = Buffer.alloc(9);
-      b.writeUIntBE(payload.length, 0, 3);
-      b[3] = type;
-      b[4] = flags;
-      b.writeUInt32BE(id, 5);
-      return Buffer.concat([b, payload]);
-    };
-    const hdrs = (path: string) => encodeHeaderBlock([[":method", "POST"], [":scheme", "http"], [":path", path], [":authority", "x"]]);
-    const parts = [Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), frame(4, 0, 0, Buffer.alloc(0)), frame(1, 4, 1, hdrs("/paused"))];
+    const c = rawConnect(srv);
+    const parts: Buffer[] = [CLIENT_PREFACE, EMPTY_SETTINGS, rawFrame(1, 4, 1, requestBlock("/paused"))];
     // Our stream window is 1 MiB: 65 frames of 16 KiB go over it.
-    for (let i = 0; i < 65; i++) parts.push(frame(0, 0, 1, Buffer.alloc(16384)));
-    parts.push(frame(1, 5, 3, hdrs("/after")));
-    sock.write(Buffer.concat(parts));
-    const frames = async (): Promise<{ type: number; id: number; payload: Buffer }[]> => {
-      for (let tries = 0; tries < 200; tries++) {
-        const all = Buffer.concat(got);
-        const out: { type: number; id: number; payload: Buffer }[] = [];
-        let i = 0;
-        while (i + 9 <= all.length && i + 9 + all.readUIntBE(i, 3) <= all.length) {
-          const len = all.readUIntBE(i, 3);
-          out.push({ type: all[i + 3]!, id: all.readUInt32BE(i + 5), payload: all.subarray(i + 9, i + 9 + len) });
-          i += 9 + len;
-        }
-        // Wait for stream 3's answer: its END_STREAM DATA.
-        if (out.some((f) => f.id === 3 && f.type === 0)) return out;
-        await new Promise((r) => setTimeout(r, 25));
-      }
-      throw new Error("no answer on stream 3");
-    };
-    const fs = await frames();
+    for (let i = 0; i < 65; i++) parts.push(rawFrame(0, 0, 1, Buffer.alloc(16384)));
+    parts.push(rawFrame(1, 5, 3, requestBlock("/after")));
+    c.sock.write(Buffer.concat(parts));
+    // Wait for stream 3's answer: its END_STREAM DATA.
+    let fs = c.frames();
+    for (let tries = 0; tries < 200 && !fs.some((f) => f.id === 3 && f.type === 0); tries++) {
+      await new Promise((r) => setTimeout(r, 25));
+      fs = c.frames();
+    }
     const rst = fs.find((f) => f.type === 3 && f.id === 1);
     assert.ok(rst !== undefined, "RST_STREAM on stream 1");
     assert.equal(rst.payload.readUInt32BE(0), 3, "FLOW_CONTROL_ERROR");
     assert.equal(fs.find((f) => f.type === 0 && f.id === 3)?.payload.toString(), "ok");
     assert.equal(opened, 2);
-    sock.destroy();
+    c.sock.destroy();
   } finally {
     await srv.close();
   }
@@ -302,29 +317,14 @@ test("a client that opens and resets streams faster than nghttp2's limit (rapid 
   let opened = 0;
   const srv = await serve(() => opened++);
   try {
-    const sock = net.connect(Number(new URL(srv.url).port), "127.0.0.1");
-    const got: Buffer[] = [];
-    sock.on("data", (c: Buffer) => got.push(c));
-    const closed = new Promise<void>((r) => sock.once("close", () => r()));
-    sock.on("error", () => {});
-    const frame = (type: number, flags: number, id: number, payload: Buffer): Buffer => {
-      const b = Buffer.alloc(9);
-      b.writeUIntBE(payload.length, 0, 3);
-      b[3] = type;
-      b[4] = flags;
-      b.writeUInt32BE(id, 5);
-      return Buffer.concat([b, payload]);
-    };
-    const hdrs = encodeHeaderBlock([[":method", "POST"], [":scheme", "http"], [":path", "/x"], [":authority", "x"]]);
+    const c = rawConnect(srv);
+    const hdrs = requestBlock("/x");
     const cancel = Buffer.from([0, 0, 0, 8]);
-    const parts = [Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), frame(4, 0, 0, Buffer.alloc(0))];
-    for (let i = 0; i < 1100; i++) parts.push(frame(1, 4, 2 * i + 1, hdrs), frame(3, 0, 2 * i + 1, cancel));
-    sock.write(Buffer.concat(parts));
-    await closed;
-    const all = Buffer.concat(got);
-    let goawayCode: number | undefined;
-    for (let i = 0; i + 9 <= all.length; i += 9 + all.readUIntBE(i, 3)) if (all[i + 3] === 7) goawayCode = all.readUInt32BE(i + 9 + 4);
-    assert.equal(goawayCode, 0xb);
+    const parts: Buffer[] = [CLIENT_PREFACE, EMPTY_SETTINGS];
+    for (let i = 0; i < 1100; i++) parts.push(rawFrame(1, 4, 2 * i + 1, hdrs), rawFrame(3, 0, 2 * i + 1, cancel));
+    c.sock.write(Buffer.concat(parts));
+    await c.closed;
+    assert.equal(goawayCode(c.frames()), 0xb);
     assert.ok(opened > 1000 && opened < 1100, `streams opened before the GOAWAY: ${opened}`);
   } finally {
     await srv.close();
@@ -341,46 +341,24 @@ test("a slow reader gets a large answer whole, then the trailers and GOAWAY of a
     conn!.close(); // while most of the answer still waits for the client to read
   });
   try {
-    const sock = net.connect(Number(new URL(srv.url).port), "127.0.0.1");
-    const frame = (type: number, flags: number, id: number, payload: Buffer): Buffer => {
-      const b = Buffer.alloc(9);
-      b.writeUIntBE(payload.length, 0, 3);
-      b[3] = type;
-      b[4] = flags;
-      b.writeUInt32BE(id, 5);
-      return Buffer.concat([b, payload]);
-    };
+    const c = rawConnect(srv);
     const settings = Buffer.alloc(6);
     settings.writeUInt16BE(4, 0);
     settings.writeUInt32BE(2 ** 31 - 1, 2); // a stream window large enough for the whole answer
     const wu = Buffer.alloc(4);
     wu.writeUInt32BE(2 ** 31 - 1 - 65535);
-    const hdrs = encodeHeaderBlock([[":method", "POST"], [":scheme", "http"], [":path", "/x"], [":authority", "x"]]);
-    await new Promise<void>((r) => sock.once("connect", () => r()));
+    await new Promise<void>((r) => c.sock.once("connect", () => r()));
     conn = srv.conns[0];
-    sock.pause(); // reads nothing for a while: the server's socket fills up
-    sock.write(Buffer.concat([Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), frame(4, 0, 0, settings), frame(8, 0, 0, wu), frame(1, 5, 1, hdrs)]));
-    const got: Buffer[] = [];
+    c.sock.pause(); // reads nothing for a while: the server's socket fills up
+    c.sock.write(Buffer.concat([CLIENT_PREFACE, rawFrame(4, 0, 0, settings), rawFrame(8, 0, 0, wu), rawFrame(1, 5, 1, requestBlock("/x"))]));
     await new Promise((r) => setTimeout(r, 300));
-    conn ??= srv.conns[0];
-    sock.on("data", (c: Buffer) => got.push(c));
-    sock.resume();
-    await new Promise<void>((r) => sock.once("close", () => r()));
-    const all = Buffer.concat(got);
-    const data: Buffer[] = [];
-    let trailers = false;
-    let goaway = false;
-    for (let i = 0; i + 9 <= all.length; i += 9 + all.readUIntBE(i, 3)) {
-      const len = all.readUIntBE(i, 3);
-      const type = all[i + 3]!;
-      const id = all.readUInt32BE(i + 5);
-      if (type === 0 && id === 1) data.push(all.subarray(i + 9, i + 9 + len));
-      if (type === 1 && id === 1 && (all[i + 4]! & 1) === 1) trailers = true;
-      if (type === 7) goaway = true;
-    }
-    assert.ok(Buffer.concat(data).equals(big), `DATA bytes: ${Buffer.concat(data).length} of ${big.length}`);
-    assert.ok(trailers, "trailers");
-    assert.ok(goaway, "GOAWAY");
+    c.sock.resume();
+    await c.closed;
+    const fs = c.frames();
+    const data = Buffer.concat(fs.filter((f) => f.type === 0 && f.id === 1).map((f) => f.payload));
+    assert.ok(data.equals(big), `DATA bytes: ${data.length} of ${big.length}`);
+    assert.ok(fs.some((f) => f.type === 1 && f.id === 1 && (f.flags & 1) === 1), "trailers");
+    assert.ok(goawayCode(fs) !== undefined, "GOAWAY");
   } finally {
     await srv.close();
   }
@@ -389,28 +367,12 @@ test("a slow reader gets a large answer whole, then the trailers and GOAWAY of a
 test("a header block made of endless empty CONTINUATION frames ends the connection (GOAWAY ENHANCE_YOUR_CALM)", async () => {
   const srv = await serve(() => assert.fail("no stream expected"));
   try {
-    const sock = net.connect(Number(new URL(srv.url).port), "127.0.0.1");
-    const got: Buffer[] = [];
-    sock.on("data", (c: Buffer) => got.push(c));
-    sock.on("error", () => {});
-    const closed = new Promise<void>((r) => sock.once("close", () => r()));
-    const head = (type: number, flags: number, id: number, len: number): Buffer => {
-      const b = Buffer.alloc(9);
-      b.writeUIntBE(len, 0, 3);
-      b[3] = type;
-      b[4] = flags;
-      b.writeUInt32BE(id, 5);
-      return b;
-    };
-    const block = encodeHeaderBlock([[":method", "POST"], [":path", "/x"]]);
-    const parts = [Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), head(4, 0, 0, 0), head(1, 1, 1, block.length), block]; // HEADERS without END_HEADERS
-    for (let i = 0; i < 10_000; i++) parts.push(head(9, 0, 1, 0));
-    sock.write(Buffer.concat(parts));
-    await closed;
-    const all = Buffer.concat(got);
-    let code: number | undefined;
-    for (let i = 0; i + 9 <= all.length; i += 9 + all.readUIntBE(i, 3)) if (all[i + 3] === 7) code = all.readUInt32BE(i + 9 + 4);
-    assert.equal(code, 0xb);
+    const c = rawConnect(srv);
+    const parts: Buffer[] = [CLIENT_PREFACE, EMPTY_SETTINGS, rawFrame(1, 1, 1, requestBlock("/x"))]; // HEADERS without END_HEADERS
+    for (let i = 0; i < 10_000; i++) parts.push(rawFrame(9, 0, 1));
+    c.sock.write(Buffer.concat(parts));
+    await c.closed;
+    assert.equal(goawayCode(c.frames()), 0xb);
   } finally {
     await srv.close();
   }
