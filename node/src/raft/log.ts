@@ -70,6 +70,9 @@ export class RaftLog {
 
   /** The term of entry i, or 0 if it is compacted or beyond the log. */
   termOrZero(i: bigint): bigint {
+    // Beyond the end is the common miss (every new entry a follower appends): answer
+    // it without building the error term() would throw, stack trace and all.
+    if (i > this.lastIndex()) return 0n;
     try {
       return this.term(i);
     } catch (err) {
@@ -79,6 +82,7 @@ export class RaftLog {
   }
 
   matchTerm(i: bigint, term: bigint): boolean {
+    if (i > this.lastIndex()) return false; // as in termOrZero
     try {
       return this.term(i) === term;
     } catch (err) {
