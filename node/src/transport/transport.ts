@@ -16,7 +16,7 @@
 import * as http from "node:http";
 import type { ClientRequest, IncomingMessage, ServerResponse } from "node:http";
 import { isLocalMsg, type Message, type Rand } from "../raft/index.js";
-import { CodecError, FrameDecoder, KEEPALIVE_FRAME, decodeMessage, encodeMessage, frame, frameHeader } from "./codec.js";
+import { CodecError, FRAME_HEADER_BYTES, FrameDecoder, KEEPALIVE_FRAME, decodeMessage, encodeMessageFrame, frameHeader } from "./codec.js";
 import {
   ERR_MEMBER_REMOVED,
   H_CLUSTER_ID,
@@ -378,14 +378,14 @@ export class Transport {
   }
 
   private enqueue(p: Peer, m: Message): void {
-    const body = encodeMessage(m);
-    if (body.length > this.limits.maxFrameBytes) {
+    const f = encodeMessageFrame(m);
+    const bytes = f.length - FRAME_HEADER_BYTES;
+    if (bytes > this.limits.maxFrameBytes) {
       p.dropped++;
-      this.log.error({ peer: idHex(p.id), type: m.type, bytes: body.length, limit: this.limits.maxFrameBytes }, "dropped a message larger than the frame limit");
+      this.log.error({ peer: idHex(p.id), type: m.type, bytes, limit: this.limits.maxFrameBytes }, "dropped a message larger than the frame limit");
       this.reportUnreachable(p.id);
       return;
     }
-    const f = frame(body);
     const q = p.queue;
     if (q.length >= this.limits.maxQueueMessages || q.bytes + f.length > this.limits.maxQueueBytes) {
       p.dropped++;
@@ -538,7 +538,7 @@ export class Transport {
     let sent = 0;
     try {
       try {
-        await write(frame(encodeMessage(m)));
+        await write(encodeMessageFrame(m));
         const max = this.limits.snapshotChunkBytes;
         for await (const chunk of payload) {
           for (let off = 0; off < chunk.length; off += max) {
