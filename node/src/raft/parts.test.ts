@@ -10,6 +10,7 @@ import { SeededRand } from "./rand.js";
 import { MemoryStorage } from "./storage.js";
 import { Inflights } from "./tracker/inflights.js";
 import { Progress } from "./tracker/progress.js";
+import { sortIds } from "./tracker/tracker.js";
 import { type Entry, decodeConfChange, encodeConfChange, limitSize } from "./types.js";
 
 function ent(index: bigint, term: bigint, data = ""): Entry {
@@ -201,6 +202,21 @@ test("quorum: commit index and vote results", () => {
   votes.set(3n, false);
   assert.equal(majorityVoteResult([1n, 2n, 3n], votes), "lost");
   assert.equal(majorityVoteResult([1n, 2n, 3n, 4n], new Map([[1n, true], [2n, true]])), "pending", "2 of 4 is not a majority");
+});
+
+test("sortIds and majorityCommitted agree with Array.prototype.sort on random inputs, duplicates and 2^64-1 included", () => {
+  const rand = new SeededRand(11n);
+  const pool = [0n, 1n, 2n, 7n, 0xffff_ffff_ffff_ffffn, 0x8211f1d0f64f3269n, 0x91bc3c398fb3c146n];
+  const cmp = (a: bigint, b: bigint) => (a < b ? -1 : a > b ? 1 : 0);
+  for (let round = 0; round < 2000; round++) {
+    const n = rand.intn(8);
+    const xs = Array.from({ length: n }, () => (rand.intn(2) === 0 ? pool[rand.intn(pool.length)]! : BigInt(rand.intn(50))));
+    assert.deepStrictEqual(sortIds(new Set(xs)), [...new Set(xs)].sort(cmp));
+    assert.deepStrictEqual(sortIds(xs), [...xs].sort(cmp));
+    const voters = xs.map((_, i) => BigInt(i + 1));
+    const want = n === 0 ? 0n : [...xs].sort(cmp).reverse()[Math.floor(n / 2)]!;
+    assert.equal(majorityCommitted(voters, (id) => xs[Number(id) - 1]), want, `acks ${xs.join(",")}`);
+  }
 });
 
 test("SeededRand is deterministic and in range", () => {

@@ -12,8 +12,15 @@ export type VoteResult = "pending" | "won" | "lost";
 export function majorityCommitted(voters: readonly bigint[], acked: (id: bigint) => bigint | undefined): bigint {
   const n = voters.length;
   if (n === 0) return 0n;
-  const idxs = voters.map((id) => acked(id) ?? 0n);
-  idxs.sort((a, b) => (a < b ? 1 : a > b ? -1 : 0)); // descending
+  // Descending, by insertion: a handful of voters, checked on every acknowledgement.
+  const idxs: bigint[] = [];
+  for (const id of voters) {
+    const v = acked(id) ?? 0n;
+    let i = idxs.length;
+    idxs.push(v);
+    for (; i > 0 && idxs[i - 1]! < v; i--) idxs[i] = idxs[i - 1]!;
+    idxs[i] = v;
+  }
   // With n voters a quorum is q = floor(n/2)+1; the q-th largest index is on a quorum.
   const q = Math.floor(n / 2) + 1;
   return idxs[q - 1]!;
