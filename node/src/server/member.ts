@@ -3,8 +3,9 @@
 // main.ts uses it; tests use it to run a member in-process.
 
 import { existsSync } from "node:fs";
-import { createServer, type Server as HttpServer } from "node:http";
+import { createServer, type IncomingMessage, type Server as HttpServer } from "node:http";
 import { join } from "node:path";
+import type { Duplex } from "node:stream";
 import type { Logger } from "pino";
 import { GrpcServer } from "../api/grpc/server.js";
 import { createHttpHandler, type HealthSource } from "../api/http/index.js";
@@ -96,7 +97,7 @@ export async function startMember(cfg: Config, logger: Logger, opts: StartOption
       closers.push(() => cp.close(1000));
     }
     for (const u of cfg.listenPeerUrls) {
-      const peer = peerHttp(server);
+      const { server: peer, switched } = peerHttp(server);
       const { host, port } = hostPort(u);
       await new Promise<void>((resolve, reject) => {
         peer.once("error", reject);
@@ -106,7 +107,10 @@ export async function startMember(cfg: Config, logger: Logger, opts: StartOption
         () =>
           new Promise((r) => {
             peer.close(() => r());
-            peer.closeAllConnections(); // raft streams are long-lived; they would hold close() forever
+            // Raft streams are long-lived; they would hold close() forever. Those that
+            // switched protocols are no longer the HTTP server's to close.
+            peer.closeAllConnections();
+            for (const s of switched) s.destroy();
           }),
       );
     }
@@ -145,12 +149,13 @@ function healthSource(s: EtcdServer): HealthSource {
 }
 
 /**
- * The peer port: raft traffic (/raft*), and etcd's /version, /members and
- * /members/promote/<id> (a follower's MemberPromote, forwarded to the leader).
+ * The peer port: raft traffic (/raft*; streams switch protocols to raw frames),
+ * and etcd's /version, /members and /members/promote/<id> (a follower's
+ * MemberPromote, forwarded to the leader).
  */
-function peerHttp(s: EtcdServer): HttpServer {
+function peerHttp(s: EtcdServer): { server: HttpServer; switched: Set<Duplex> } {
   const raft = s.peerHandler();
-  return createServer((req, res) => {
+  const server = createServer((req, res) => {
     const url = (req.url ?? "").split("?")[0] ?? "";
     const send = (code: number, body: unknown) => {
       res.writeHead(code, { "Content-Type": "application/json", "X-Etcd-Cluster-ID": s.clusterId.toString(16) });
@@ -213,4 +218,12 @@ function peerHttp(s: EtcdServer): HttpServer {
     res.writeHead(404, { "Content-Type": "text/plain; charset=utf-8" });
     res.end("404 page not found\n");
   });
+  const upgrade = s.peerUpgradeHandler();
+  const switched = new Set<Duplex>();
+  server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    switched.add(socket);
+    socket.once("close", () => switched.delete(socket));
+    upgrade(req, socket, head);
+  });
+  return { server, switched };
 }

@@ -38,7 +38,7 @@ import { KvHasher } from "../mvcc/hash.js";
 import { decodeRev } from "../mvcc/revision.js";
 import { WatchHub } from "../watch/hub.js";
 import { MemoryStorage, Raft, RaftError, encodeConfChange, type ConfChange, type Entry, type Message as RaftMessage, type ReadState, type SoftState } from "../raft/index.js";
-import { Transport, idHex, type PeerHandler } from "../transport/index.js";
+import { Transport, idHex, type PeerHandler, type PeerUpgradeHandler } from "../transport/index.js";
 import { AlarmStore, Applier, type ApplyResult } from "./applier.js";
 import { executeRange } from "./range.js";
 import { Metrics } from "./metrics.js";
@@ -367,6 +367,11 @@ export class EtcdServer {
   /** The peer port's /raft* handler. */
   peerHandler(): PeerHandler {
     return this.transport.handler();
+  }
+
+  /** The peer port's 'upgrade' listener (raft streams switch to raw frames). */
+  peerUpgradeHandler(): PeerUpgradeHandler {
+    return this.transport.upgradeHandler();
   }
 
   get term(): bigint {

@@ -6,6 +6,7 @@ export {
   REAL_TIMERS,
   SILENT_TRANSPORT_LOGGER,
   type PeerHandler,
+  type PeerUpgradeHandler,
   type PeerStatus,
   type Timers,
   type TransportLimits,

@@ -1,9 +1,11 @@
 // Two real Transports on loopback HTTP servers: delivery both ways, refusal of
 // another cluster and of a removed member, and reconnection after a peer
-// restarts on the same port.
+// restarts on the same port; each with streams that switch protocols (the
+// listener has the transport's upgrade handler) and with chunked responses (it
+// does not, as an older member), and one member of each kind together.
 
 import assert from "node:assert/strict";
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { test } from "node:test";
 import { msg, type Message } from "../raft/index.js";
@@ -15,7 +17,13 @@ interface End {
   url: string;
   got: Message[];
   removedBy: bigint[];
+  /** Stream requests this end's listener answered by switching protocols, and with a chunked 200. */
+  switched: number;
+  chunked: number;
 }
+
+/** "switch": the listener has upgradeHandler (a current member); "chunked": it does not (an older one). */
+type Streams = "switch" | "chunked";
 
 const FAST = { backoffBaseMs: 20, backoffMaxMs: 200, refusedRetryMs: 200, keepaliveIntervalMs: 100, readIdleTimeoutMs: 1000, dialTimeoutMs: 1000 };
 
@@ -34,7 +42,7 @@ async function listen(port = 0): Promise<{ server: Server; port: number; setHand
   return { server, port: (server.address() as AddressInfo).port, setHandler: (h) => (handler = h) };
 }
 
-async function end(clusterId: bigint, memberId: bigint, port = 0, extra: Partial<TransportOptions> = {}): Promise<End> {
+async function end(clusterId: bigint, memberId: bigint, port = 0, extra: Partial<TransportOptions> = {}, streams: Streams = "switch"): Promise<End> {
   const l = await listen(port);
   const got: Message[] = [];
   const removedBy: bigint[] = [];
@@ -46,8 +54,20 @@ async function end(clusterId: bigint, memberId: bigint, port = 0, extra: Partial
     onRemoved: (by) => removedBy.push(by),
     ...extra,
   });
-  l.setHandler(t.handler());
-  return { t, server: l.server, url: `http://127.0.0.1:${l.port}`, got, removedBy };
+  const e: End = { t, server: l.server, url: `http://127.0.0.1:${l.port}`, got, removedBy, switched: 0, chunked: 0 };
+  const h = t.handler();
+  l.setHandler((req, res) => {
+    if (req.url === "/raft/stream") e.chunked++;
+    h(req, res);
+  });
+  if (streams === "switch") {
+    const u = t.upgradeHandler();
+    l.server.on("upgrade", (req: IncomingMessage, socket, head: Buffer) => {
+      if (req.url === "/raft/stream") e.switched++;
+      u(req, socket, head);
+    });
+  }
+  return e;
 }
 
 async function close(e: End): Promise<void> {
@@ -66,86 +86,153 @@ async function until(what: string, cond: () => boolean, capMs = 20_000): Promise
 
 const hb = (from: bigint, to: bigint, term: bigint) => msg({ type: "MsgHeartbeat", from, to, term, commit: 0n });
 
-test("messages flow both ways between two members, in order", async () => {
-  const a = await end(7n, 1n);
-  const b = await end(7n, 2n);
+for (const mode of ["switch", "chunked"] as const) {
+  test(`messages flow both ways between two members, in order (${mode})`, async () => {
+    const a = await end(7n, 1n, 0, {}, mode);
+    const b = await end(7n, 2n, 0, {}, mode);
+    try {
+      a.t.addPeer(2n, [b.url]);
+      b.t.addPeer(1n, [a.url]);
+      await until("both links active", () => a.t.activeSince(2n) !== undefined && b.t.activeSince(1n) !== undefined);
+      for (let i = 1n; i <= 20n; i++) a.t.send([hb(1n, 2n, i)]);
+      b.t.send([
+        msg({ type: "MsgApp", from: 2n, to: 1n, term: 3n, index: 4n, logTerm: 2n, commit: 4n, entries: [{ term: 3n, index: 5n, type: "normal", data: new Uint8Array([1, 2, 3]) }] }),
+      ]);
+      await until("20 heartbeats at b", () => b.got.length === 20);
+      await until("the append at a", () => a.got.length === 1);
+      assert.deepEqual(b.got.map((m) => m.term), Array.from({ length: 20 }, (_, i) => BigInt(i + 1)));
+      const app = a.got[0]!;
+      assert.equal(app.type, "MsgApp");
+      assert.equal(app.from, 2n);
+      assert.deepEqual([...app.entries[0]!.data], [1, 2, 3]);
+      // Each stream went the way this listener answers.
+      for (const e of [a, b]) assert.deepEqual([e.switched, e.chunked], mode === "switch" ? [1, 0] : [0, 1]);
+    } finally {
+      await close(a);
+      await close(b);
+    }
+  });
+
+  test(`a member of another cluster is refused; nothing it sends is delivered (${mode})`, async () => {
+    const a = await end(7n, 1n, 0, {}, mode);
+    const stranger = await end(8n, 2n, 0, {}, mode);
+    try {
+      a.t.addPeer(2n, [stranger.url]);
+      stranger.t.addPeer(1n, [a.url]);
+      for (let i = 0; i < 10; i++) {
+        stranger.t.send([hb(2n, 1n, 1n)]);
+        a.t.send([hb(1n, 2n, 1n)]);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.equal(a.got.length, 0);
+      assert.equal(stranger.got.length, 0);
+      assert.equal(a.t.activeSince(2n), undefined);
+      assert.match(a.t.peerStatus(2n)?.lastError ?? "", /cluster ID mismatch/);
+    } finally {
+      await close(a);
+      await close(stranger);
+    }
+  });
+
+  test(`a removed member is refused and told so (${mode})`, async () => {
+    const a = await end(7n, 1n, 0, {}, mode);
+    const b = await end(7n, 2n, 0, {}, mode);
+    try {
+      a.t.addPeer(2n, [b.url]);
+      b.t.addPeer(1n, [a.url]);
+      await until("link active", () => a.t.activeSince(2n) !== undefined);
+      a.t.removePeer(2n);
+      await until("b learns it was removed", () => b.removedBy.length > 0);
+      assert.equal(b.removedBy[0], 1n);
+      const before = a.got.length;
+      b.t.send([hb(2n, 1n, 9n)]);
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(a.got.length, before);
+    } finally {
+      await close(a);
+      await close(b);
+    }
+  });
+
+  test(`after a peer restarts on the same port, the link comes back and messages flow again (${mode})`, async () => {
+    const a = await end(7n, 1n, 0, {}, mode);
+    let b = await end(7n, 2n, 0, {}, mode);
+    const port = Number(new URL(b.url).port);
+    try {
+      a.t.addPeer(2n, [b.url]);
+      b.t.addPeer(1n, [a.url]);
+      await until("link active", () => a.t.activeSince(2n) !== undefined && b.t.activeSince(1n) !== undefined);
+      await close(b);
+      await until("a notices b is gone", () => a.t.activeSince(2n) === undefined);
+      b = await end(7n, 2n, port, {}, mode);
+      b.t.addPeer(1n, [a.url]);
+      await until("link active again", () => a.t.activeSince(2n) !== undefined && b.t.activeSince(1n) !== undefined);
+      a.t.send([hb(1n, 2n, 42n)]);
+      await until("delivery after the restart", () => b.got.some((m) => m.term === 42n));
+    } finally {
+      await close(a);
+      await close(b);
+    }
+  });
+}
+
+test("a member that switches protocols and one that answers 200 (an older member) talk both ways", async () => {
+  const a = await end(7n, 1n, 0, {}, "switch");
+  const b = await end(7n, 2n, 0, {}, "chunked");
   try {
     a.t.addPeer(2n, [b.url]);
     b.t.addPeer(1n, [a.url]);
     await until("both links active", () => a.t.activeSince(2n) !== undefined && b.t.activeSince(1n) !== undefined);
-    for (let i = 1n; i <= 20n; i++) a.t.send([hb(1n, 2n, i)]);
-    b.t.send([
-      msg({ type: "MsgApp", from: 2n, to: 1n, term: 3n, index: 4n, logTerm: 2n, commit: 4n, entries: [{ term: 3n, index: 5n, type: "normal", data: new Uint8Array([1, 2, 3]) }] }),
-    ]);
-    await until("20 heartbeats at b", () => b.got.length === 20);
-    await until("the append at a", () => a.got.length === 1);
-    assert.deepEqual(b.got.map((m) => m.term), Array.from({ length: 20 }, (_, i) => BigInt(i + 1)));
-    const app = a.got[0]!;
-    assert.equal(app.type, "MsgApp");
-    assert.equal(app.from, 2n);
-    assert.deepEqual([...app.entries[0]!.data], [1, 2, 3]);
+    for (let i = 1n; i <= 5n; i++) {
+      a.t.send([hb(1n, 2n, i)]);
+      b.t.send([hb(2n, 1n, i)]);
+    }
+    await until("5 heartbeats each way", () => a.got.length === 5 && b.got.length === 5);
+    assert.deepEqual([a.switched, a.chunked, b.switched, b.chunked], [1, 0, 0, 1]);
   } finally {
     await close(a);
     await close(b);
   }
 });
 
-test("a member of another cluster is refused; nothing it sends is delivered", async () => {
-  const a = await end(7n, 1n);
-  const stranger = await end(8n, 2n);
-  try {
-    a.t.addPeer(2n, [stranger.url]);
-    stranger.t.addPeer(1n, [a.url]);
-    for (let i = 0; i < 10; i++) {
-      stranger.t.send([hb(2n, 1n, 1n)]);
-      a.t.send([hb(1n, 2n, 1n)]);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    assert.equal(a.got.length, 0);
-    assert.equal(stranger.got.length, 0);
-    assert.equal(a.t.activeSince(2n), undefined);
-    assert.match(a.t.peerStatus(2n)?.lastError ?? "", /cluster ID mismatch/);
-  } finally {
-    await close(a);
-    await close(stranger);
-  }
-});
+/** One raw HTTP/1.1 request to `url` with an Upgrade header: the answer's status, headers and body. */
+function askToSwitch(url: string, path: string, protocol: string): Promise<{ status: number; headers: IncomingMessage["headers"]; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(new URL(path, url), { headers: { Connection: "Upgrade", Upgrade: protocol, "X-Etcd-Cluster-ID": "7", "X-Server-From": "2", "X-Raft-To": "1" } });
+    req.on("upgrade", (res, socket) => {
+      socket.destroy();
+      resolve({ status: res.statusCode ?? 0, headers: res.headers, body: "" });
+    });
+    req.on("response", (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (c: string) => (body += c));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
 
-test("a removed member is refused and told so", async () => {
+test("a switch to anything but a raft stream is refused with 400; an unknown member is refused; the listener keeps serving", async () => {
   const a = await end(7n, 1n);
   const b = await end(7n, 2n);
   try {
-    a.t.addPeer(2n, [b.url]);
-    b.t.addPeer(1n, [a.url]);
-    await until("link active", () => a.t.activeSince(2n) !== undefined);
-    a.t.removePeer(2n);
-    await until("b learns it was removed", () => b.removedBy.length > 0);
-    assert.equal(b.removedBy[0], 1n);
-    const before = a.got.length;
-    b.t.send([hb(2n, 1n, 9n)]);
-    await new Promise((r) => setTimeout(r, 200));
-    assert.equal(a.got.length, before);
-  } finally {
-    await close(a);
-    await close(b);
-  }
-});
-
-test("after a peer restarts on the same port, the link comes back and messages flow again", async () => {
-  const a = await end(7n, 1n);
-  let b = await end(7n, 2n);
-  const port = Number(new URL(b.url).port);
-  try {
+    const ws = await askToSwitch(a.url, "/version", "websocket");
+    assert.equal(ws.status, 400);
+    assert.match(ws.body, /switches protocols only for GET \/raft\/stream to etcdts-raft-stream\/1, not for GET \/version to "websocket"/);
+    const other = await askToSwitch(a.url, "/raft/stream", "h2c");
+    assert.equal(other.status, 400);
+    // The right protocol from a member a does not know yet: refused as the chunked path refuses it.
+    const unknown = await askToSwitch(a.url, "/raft/stream", "etcdts-raft-stream/1");
+    assert.equal(unknown.status, 404);
+    assert.equal(unknown.headers["x-raft-error"], "unknown-sender");
+    assert.match(unknown.body, /member 2 is not a known peer of member 1/);
     a.t.addPeer(2n, [b.url]);
     b.t.addPeer(1n, [a.url]);
     await until("link active", () => a.t.activeSince(2n) !== undefined && b.t.activeSince(1n) !== undefined);
-    await close(b);
-    await until("a notices b is gone", () => a.t.activeSince(2n) === undefined);
-    b = await end(7n, 2n, port);
-    b.t.addPeer(1n, [a.url]);
-    await until("link active again", () => a.t.activeSince(2n) !== undefined && b.t.activeSince(1n) !== undefined);
-    a.t.send([hb(1n, 2n, 42n)]);
-    await until("delivery after the restart", () => b.got.some((m) => m.term === 42n));
+    a.t.send([hb(1n, 2n, 3n)]);
+    await until("delivery", () => b.got.length === 1);
   } finally {
     await close(a);
     await close(b);

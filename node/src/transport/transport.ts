@@ -2,11 +2,16 @@
 // peer URL. Design and wire format: README.md in this folder.
 //
 //   member A                                          member B
-//   reader(B) ── GET /raft/stream (From A, To B) ──►  handler: attaches the response
-//             ◄── 200, frames of B's messages to A ──  as B's outbound stream to A
+//   reader(B) ── GET /raft/stream (From A, To B) ──►  handler: the connection becomes
+//             ◄── 101, frames of B's messages to A ──  B's outbound stream to A
 //   handler   ◄── GET /raft/stream (From B, To A) ──  reader(A)
-//             ── 200, frames of A's messages to B ──►
+//             ── 101, frames of A's messages to B ──►
 //   snapshot  ── POST /raft/snapshot: MsgSnap + payload ──► handler → onSnapshot → 204
+//
+// A stream request asks to switch protocols (Upgrade: etcdts-raft-stream/1); after
+// the 101 the frames go straight over the socket. A member answering 200 instead
+// (an older etcd-ts, or a listener without upgradeHandler) sends them as the
+// chunked response body, and both ends work either way.
 //
 // Every member dials each peer once to receive from it; what it sends goes down
 // the response of the peer's dial. Sending never blocks: each peer has a bounded
@@ -15,6 +20,8 @@
 
 import * as http from "node:http";
 import type { ClientRequest, IncomingMessage, ServerResponse } from "node:http";
+import type { Socket } from "node:net";
+import type { Duplex, Readable } from "node:stream";
 import { isLocalMsg, type Message, type Rand } from "../raft/index.js";
 import { CodecError, FRAME_HEADER_BYTES, FrameDecoder, KEEPALIVE_FRAME, decodeMessage, encodeMessageFrame, frameHeader } from "./codec.js";
 import {
@@ -24,6 +31,7 @@ import {
   H_TO,
   SNAPSHOT_PATH,
   STREAM_PATH,
+  STREAM_PROTOCOL,
   SnapshotBody,
   TransportError,
   header,
@@ -32,6 +40,9 @@ import {
   readText,
   refusalFromResponse,
   refuse,
+  refuseSocket,
+  writeHead,
+  type RefusalCode,
 } from "./wire.js";
 
 /** pino's Logger satisfies this. Every field value logged is a string or number (IDs in hex). */
@@ -163,6 +174,8 @@ export interface PeerStatus {
 }
 
 export type PeerHandler = (req: IncomingMessage, res: ServerResponse) => void;
+/** The peer listener's 'upgrade' listener (see Transport.upgradeHandler). */
+export type PeerUpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
 
 /** A FIFO of encoded frames with a byte count. */
 class FrameQueue {
@@ -199,9 +212,19 @@ class FrameQueue {
   }
 }
 
-/** The response of a peer's stream request: we write our messages to it. */
+/**
+ * Where our messages to a peer are written: the socket of its stream request after
+ * the switch of protocols, or the response to it (chunked) when it did not ask.
+ */
+interface StreamSink {
+  write(b: Buffer): boolean;
+  destroy(): void;
+  on(event: "drain" | "close" | "error", fn: () => void): unknown;
+}
+
+/** A peer's stream request, answered: we write our messages to it. */
 interface OutStream {
-  readonly res: ServerResponse;
+  readonly sink: StreamSink;
   waitingDrain: boolean;
   drainSince: number;
   lastWrite: number;
@@ -210,6 +233,8 @@ interface OutStream {
 /** Our stream request to a peer: we read its messages from the response. */
 interface InStream {
   readonly req: ClientRequest;
+  /** The connection, once the peer switched protocols (the request no longer owns it). */
+  socket: Duplex | undefined;
   readonly url: string;
   state: "dialing" | "open";
   readonly start: number;
@@ -249,6 +274,13 @@ class Peer {
   url(): string | undefined {
     return this.urls[this.urlIndex % Math.max(1, this.urls.length)];
   }
+}
+
+/** A refusal to answer a peer request with (status: the code's usual one when absent). */
+interface Refusal {
+  code: RefusalCode;
+  message: string;
+  status?: number;
 }
 
 /** Batch at most this many queued bytes into one write of the chunked response. */
@@ -431,7 +463,7 @@ export class Transport {
       }
       p.sent += batch.length;
       o.lastWrite = this.timers.now();
-      const ok = o.res.write(batch.length === 1 ? batch[0]! : Buffer.concat(batch, bytes));
+      const ok = o.sink.write(batch.length === 1 ? batch[0]! : Buffer.concat(batch, bytes));
       if (!ok) {
         o.waitingDrain = true;
         o.drainSince = o.lastWrite;
@@ -584,12 +616,17 @@ export class Transport {
       this.scheduleDial(p, this.limits.refusedRetryMs);
       return;
     }
-    const req = http.request(url, { method: "GET", agent: false, headers: this.requestHeaders(p.id) });
+    const req = http.request(url, {
+      method: "GET",
+      agent: false,
+      headers: { ...this.requestHeaders(p.id), Connection: "Upgrade", Upgrade: STREAM_PROTOCOL },
+    });
     const now = this.timers.now();
-    const conn: InStream = { req, url: base, state: "dialing", start: now, lastRead: now, done: false };
+    const conn: InStream = { req, socket: undefined, url: base, state: "dialing", start: now, lastRead: now, done: false };
     p.in = conn;
     req.setNoDelay(true);
     req.on("response", (res) => this.onStreamResponse(p, conn, res));
+    req.on("upgrade", (res, socket, head) => this.onStreamUpgrade(p, conn, res, socket, head));
     req.on("error", (err) => this.endInbound(p, conn, new TransportError("io", err.message)));
     req.end();
   }
@@ -610,6 +647,32 @@ export class Transport {
       this.endInbound(p, conn, this.clusterMismatch(p.id, header(res.headers, H_CLUSTER_ID), "response"));
       return;
     }
+    this.openInbound(p, conn, res, undefined);
+  }
+
+  /** The peer answered our stream request with 101: its frames come straight over `socket`. */
+  private onStreamUpgrade(p: Peer, conn: InStream, res: IncomingMessage, socket: Duplex, head: Buffer): void {
+    conn.socket = socket;
+    socket.on("error", () => undefined); // reported through 'close' once reading
+    if (conn.done) {
+      socket.destroy();
+      return;
+    }
+    if ((header(res.headers, "upgrade") ?? "").toLowerCase() !== STREAM_PROTOCOL) {
+      this.endInbound(p, conn, new TransportError("io", `the peer switched to protocol ${JSON.stringify(header(res.headers, "upgrade") ?? "")}, not ${STREAM_PROTOCOL}`));
+      return;
+    }
+    if (parseIdHex(header(res.headers, H_CLUSTER_ID)) !== this.clusterId) {
+      this.endInbound(p, conn, this.clusterMismatch(p.id, header(res.headers, H_CLUSTER_ID), "response"));
+      return;
+    }
+    (socket as Socket).setNoDelay(true);
+    (socket as Socket).setKeepAlive(true, 10_000);
+    this.openInbound(p, conn, socket, head);
+  }
+
+  /** Reads the peer's frames from `src` (the response body, or the switched socket, whose first bytes may be `head`). */
+  private openInbound(p: Peer, conn: InStream, src: Readable, head: Buffer | undefined): void {
     const now = this.timers.now();
     conn.state = "open";
     conn.lastRead = now;
@@ -619,7 +682,7 @@ export class Transport {
     this.updateActive(p);
     this.log.info({ peer: idHex(p.id), url: conn.url }, "inbound stream established");
     const dec = new FrameDecoder(this.limits.maxFrameBytes);
-    res.on("data", (chunk: Buffer) => {
+    const onData = (chunk: Buffer) => {
       if (conn.done) return;
       conn.lastRead = this.timers.now();
       let frames: Uint8Array[];
@@ -634,10 +697,12 @@ export class Transport {
         if (f.length === 0) continue; // keepalive
         this.deliver(p, conn, f);
       }
-    });
-    res.on("end", () => this.endInbound(p, conn, new TransportError("io", "stream closed by the peer")));
-    res.on("error", (err) => this.endInbound(p, conn, new TransportError("io", err.message)));
-    res.on("close", () => this.endInbound(p, conn, new TransportError("io", "stream closed")));
+    };
+    src.on("data", onData);
+    src.on("end", () => this.endInbound(p, conn, new TransportError("io", "stream closed by the peer")));
+    src.on("error", (err) => this.endInbound(p, conn, new TransportError("io", err.message)));
+    src.on("close", () => this.endInbound(p, conn, new TransportError("io", "stream closed")));
+    if (head !== undefined && head.length > 0) onData(head);
   }
 
   private deliver(p: Peer, conn: InStream, f: Uint8Array): void {
@@ -665,6 +730,7 @@ export class Transport {
     if (conn.done) return;
     conn.done = true;
     conn.req.destroy();
+    conn.socket?.destroy();
     if (p.in === conn) p.in = undefined;
     if (this.stopped || this.peers.get(p.id) !== p) return;
     p.lastError = err.message;
@@ -739,72 +805,116 @@ export class Transport {
   }
 
   /**
-   * Checks cluster ID, target and sender of a peer request; answers and returns
-   * undefined when refused, else returns the sender's ID.
+   * Checks cluster ID, target and sender of a peer request (a stream's: the known
+   * peer it comes from): the sender, or the refusal to answer with.
    */
-  private admit(req: IncomingMessage, res: ServerResponse, what: string): bigint | undefined {
-    res.setHeader(H_CLUSTER_ID, idHex(this.clusterId));
-    res.setHeader(H_FROM, idHex(this.memberId));
+  private check(req: IncomingMessage, what: "stream" | "snapshot"): { from: bigint } | Refusal {
     const fromText = header(req.headers, H_FROM);
     const from = parseIdHex(fromText);
     const theirCluster = header(req.headers, H_CLUSTER_ID);
     if (parseIdHex(theirCluster) !== this.clusterId) {
       const err = this.clusterMismatch(from, theirCluster, "request");
       this.log.warn({ from: fromText ?? "", remoteClusterId: theirCluster ?? "", what }, "refused a peer request: cluster ID mismatch");
-      refuse(res, "cluster-id-mismatch", err.message);
-      return undefined;
+      return { code: "cluster-id-mismatch", message: err.message };
     }
-    if (from === undefined) {
-      refuse(res, "bad-request", `missing or malformed ${H_FROM} header`);
-      return undefined;
-    }
+    if (from === undefined) return { code: "bad-request", message: `missing or malformed ${H_FROM} header` };
     const toText = header(req.headers, H_TO);
     if (parseIdHex(toText) !== this.memberId) {
       this.log.warn({ from: idHex(from), to: toText ?? "", what }, "refused a peer request meant for another member");
-      refuse(res, "target-mismatch", `the request is for member ${toText ?? "(none)"}, but this is member ${idHex(this.memberId)}`);
-      return undefined;
+      return { code: "target-mismatch", message: `the request is for member ${toText ?? "(none)"}, but this is member ${idHex(this.memberId)}` };
     }
     if (this.isRemoved(from)) {
       this.log.warn({ from: idHex(from), what }, "refused a request from a removed member");
       // etcd's answers: 410 "removed member" to a stream, 403 to a message (here, a snapshot).
-      if (what === "stream") refuse(res, "member-removed", "removed member", 410);
-      else refuse(res, "member-removed", "cannot process message from removed member", 403);
-      return undefined;
+      if (what === "stream") return { code: "member-removed", message: "removed member", status: 410 };
+      return { code: "member-removed", message: "cannot process message from removed member", status: 403 };
     }
-    return from;
+    if (what === "stream" && !this.peers.has(from)) {
+      this.log.debug({ from: idHex(from) }, "refused a stream from an unknown member");
+      return { code: "unknown-sender", message: `member ${idHex(from)} is not a known peer of member ${idHex(this.memberId)}` };
+    }
+    return { from };
+  }
+
+  /** check(), answering a refusal on `res`: the sender, or undefined when refused. */
+  private admit(req: IncomingMessage, res: ServerResponse, what: "stream" | "snapshot"): bigint | undefined {
+    res.setHeader(H_CLUSTER_ID, idHex(this.clusterId));
+    res.setHeader(H_FROM, idHex(this.memberId));
+    const v = this.check(req, what);
+    if ("from" in v) return v.from;
+    refuse(res, v.code, v.message, v.status);
+    return undefined;
+  }
+
+  /**
+   * The peer listener's 'upgrade' listener: a stream request that asks for
+   * STREAM_PROTOCOL is answered 101, and the connection carries our frames to the
+   * peer from then on. (Node hands every request with an Upgrade header here once
+   * the listener is installed; one asking for anything else is refused with 400.)
+   */
+  upgradeHandler(): PeerUpgradeHandler {
+    return (req, socket) => {
+      socket.on("error", () => undefined); // reported through 'close' once attached
+      const ours = { [H_CLUSTER_ID]: idHex(this.clusterId), [H_FROM]: idHex(this.memberId) };
+      const path = (req.url ?? "").split("?")[0] ?? "";
+      const wanted = header(req.headers, "upgrade") ?? "";
+      if (path !== STREAM_PATH || req.method !== "GET" || wanted.toLowerCase() !== STREAM_PROTOCOL) {
+        const text = `this port switches protocols only for GET ${STREAM_PATH} to ${STREAM_PROTOCOL}, not for ${req.method ?? ""} ${path} to ${JSON.stringify(wanted)}\n`;
+        writeHead(socket, 400, { ...ours, "Content-Type": "text/plain; charset=utf-8" }, text);
+        return;
+      }
+      if (this.stopped) {
+        refuseSocket(socket, ours, "stopped", "the member is stopping");
+        return;
+      }
+      const v = this.check(req, "stream");
+      if (!("from" in v)) {
+        refuseSocket(socket, ours, v.code, v.message, v.status);
+        return;
+      }
+      socket.write(
+        "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n" +
+          `Upgrade: ${STREAM_PROTOCOL}\r\n${H_CLUSTER_ID}: ${ours[H_CLUSTER_ID]}\r\n${H_FROM}: ${ours[H_FROM]}\r\n\r\n`,
+      );
+      (socket as Socket).setNoDelay(true);
+      (socket as Socket).setKeepAlive(true, 10_000);
+      // The peer sends nothing more on this connection: drop what comes, and end with it.
+      socket.on("data", () => undefined);
+      socket.on("end", () => socket.destroy());
+      this.attachOutbound(this.peers.get(v.from)!, socket);
+    };
   }
 
   private serveStream(req: IncomingMessage, res: ServerResponse): void {
     req.resume();
     const from = this.admit(req, res, "stream");
     if (from === undefined) return;
-    const p = this.peers.get(from);
-    if (p === undefined) {
-      this.log.debug({ from: idHex(from) }, "refused a stream from an unknown member");
-      refuse(res, "unknown-sender", `member ${idHex(from)} is not a known peer of member ${idHex(this.memberId)}`);
-      return;
-    }
     res.writeHead(200, { "Content-Type": "application/octet-stream", "Cache-Control": "no-store" });
     res.flushHeaders();
     res.socket?.setNoDelay(true);
     res.socket?.setKeepAlive(true, 10_000);
+    this.attachOutbound(this.peers.get(from)!, res);
+  }
+
+  /** Makes `sink` (an answered stream request) the way our messages go to `p`. */
+  private attachOutbound(p: Peer, sink: StreamSink): void {
     const now = this.timers.now();
-    const o: OutStream = { res, waitingDrain: false, drainSince: now, lastWrite: now };
+    const o: OutStream = { sink, waitingDrain: false, drainSince: now, lastWrite: now };
     if (p.out !== undefined) this.closeOutbound(p, "replaced by a newer stream from the peer", false);
     p.out = o;
     p.outSince = now;
     p.loggedRefusal = undefined;
     this.updateActive(p);
     this.log.info({ peer: idHex(p.id), queued: p.queue.length }, "outbound stream established");
-    res.on("drain", () => {
+    sink.on("drain", () => {
       if (p.out !== o) return;
       o.waitingDrain = false;
       this.pump(p);
     });
-    res.on("close", () => {
+    sink.on("close", () => {
       if (p.out === o) this.closeOutbound(p, "stream closed by the peer", true);
     });
-    res.on("error", () => undefined);
+    sink.on("error", () => undefined);
     this.schedulePump(p);
   }
 
@@ -814,7 +924,7 @@ export class Transport {
     p.out = undefined;
     p.outSince = undefined;
     this.updateActive(p);
-    o.res.destroy();
+    o.sink.destroy();
     p.lastError = reason;
     this.log.warn({ peer: idHex(p.id), reason, queued: p.queue.length }, "lost outbound stream");
     // Like a dropped message: raft stops pipelining appends into a link that broke.
@@ -958,7 +1068,7 @@ export class Transport {
           if (now - o.drainSince >= l.writeStallTimeoutMs) this.closeOutbound(p, `the peer read nothing for ${now - o.drainSince} ms`, true);
         } else if (now - o.lastWrite >= l.keepaliveIntervalMs) {
           o.lastWrite = now;
-          if (!o.res.write(KEEPALIVE_FRAME)) {
+          if (!o.sink.write(KEEPALIVE_FRAME)) {
             o.waitingDrain = true;
             o.drainSince = now;
           }
@@ -983,11 +1093,12 @@ export class Transport {
       c.done = true;
       p.in = undefined;
       c.req.destroy();
+      c.socket?.destroy();
     }
     if (p.out !== undefined) {
       const o = p.out;
       p.out = undefined;
-      o.res.destroy();
+      o.sink.destroy();
     }
     p.outSince = p.inSince = p.activeSince = undefined;
     p.snapshot?.abort();

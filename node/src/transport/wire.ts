@@ -1,7 +1,8 @@
 // HTTP-level conventions of the peer transport: paths, headers, member and
 // cluster ID spelling, refusal codes, and the reader of a snapshot request body.
 
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
+import { STATUS_CODES, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from "node:http";
+import type { Duplex } from "node:stream";
 import { FRAME_HEADER_BYTES, CodecError } from "./codec.js";
 
 export const RAFT_PREFIX = "/raft";
@@ -18,6 +19,12 @@ export const H_FROM = "X-Server-From";
 export const H_TO = "X-Raft-To";
 /** Machine-readable reason of a refusal (a RefusalCode); the body says it in words. */
 export const H_ERROR = "X-Raft-Error";
+/**
+ * The protocol a stream request asks to switch to (Upgrade header): after the 101
+ * answer the connection carries frames both ways with no HTTP framing. A member
+ * that does not know it answers 200 and streams the frames as the chunked body.
+ */
+export const STREAM_PROTOCOL = "etcdts-raft-stream/1";
 
 export type RefusalCode =
   | "cluster-id-mismatch" // 412
@@ -89,6 +96,23 @@ export function refuse(res: ServerResponse, code: RefusalCode, message: string, 
     Connection: "close",
   });
   res.end(`${message}\n`);
+}
+
+/**
+ * refuse() for a request that asked to switch protocols, whose socket is ours
+ * (Node's server hands it over without a response object): the same answer,
+ * written by hand, then the connection ends.
+ */
+export function refuseSocket(socket: Duplex, headers: Record<string, string>, code: RefusalCode, message: string, status = STATUS[code]): void {
+  writeHead(socket, status, { ...headers, "Content-Type": "text/plain; charset=utf-8", [H_ERROR]: code }, `${message}\n`);
+}
+
+/** A complete HTTP/1.1 answer on a raw socket, which is then ended. */
+export function writeHead(socket: Duplex, status: number, headers: Record<string, string>, body: string): void {
+  const all = { ...headers, "Content-Length": String(Buffer.byteLength(body)), Connection: "close" };
+  let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ""}\r\n`;
+  for (const [k, v] of Object.entries(all)) head += `${k}: ${v}\r\n`;
+  socket.end(`${head}\r\n${body}`);
 }
 
 const KNOWN_CODES = new Set<string>(Object.keys(STATUS));
