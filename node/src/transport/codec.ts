@@ -230,7 +230,9 @@ function writeMessage(m: Message, prefix: number): Buffer {
   if (ctx !== undefined) n += 1 + lenSize(ctx.length) + ctx.length;
   if (n > MAX_U32) throw new CodecError(`frame of ${n} bytes is too large`);
 
-  const b = Buffer.allocUnsafe(prefix + n);
+  // Not from Node's shared pool: a frame queued for an unreachable peer would keep
+  // a whole pool block alive, unseen by the queue's byte count.
+  const b = Buffer.allocUnsafeSlow(prefix + n);
   if (prefix === FRAME_HEADER_BYTES) b.writeUInt32BE(n, 0);
   let at = prefix;
   if (type !== 0) {

@@ -6,9 +6,10 @@
 
 import assert from "node:assert/strict";
 import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import { connect, createServer as createTcpServer, type AddressInfo, type Server as TcpServer, type Socket } from "node:net";
 import { test } from "node:test";
 import { msg, type Message } from "../raft/index.js";
+import { encodeMessageFrame } from "./codec.js";
 import { Transport, type TransportOptions } from "./index.js";
 
 interface End {
@@ -236,5 +237,95 @@ test("a switch to anything but a raft stream is refused with 400; an unknown mem
   } finally {
     await close(a);
     await close(b);
+  }
+});
+
+/**
+ * A peer that answers every stream request with a hand-written 101 (headers as
+ * given) followed by `after(socket)`: what a member of ours or a broken one could send.
+ */
+async function fakePeer(headers: string, after: (socket: Socket) => void): Promise<{ server: TcpServer; url: string }> {
+  const server = createTcpServer((socket) => {
+    let seen = "";
+    const onData = (c: Buffer) => {
+      seen += c.toString("latin1");
+      if (!seen.includes("\r\n\r\n")) return;
+      socket.off("data", onData);
+      socket.write(`HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n${headers}\r\n`);
+      after(socket);
+    };
+    socket.on("data", onData);
+    socket.on("error", () => undefined);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
+  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
+}
+
+async function closeFake(f: { server: TcpServer }): Promise<void> {
+  f.server.close();
+}
+
+test("frames that come in the same read as the 101 answer, and a frame split across reads, are delivered in order", async () => {
+  const a = await end(7n, 1n);
+  const frames = Buffer.concat([1n, 2n, 3n].map((t) => encodeMessageFrame(hb(2n, 1n, t))));
+  const cut = frames.length - 5; // the third frame arrives in two pieces
+  const fake = await fakePeer("Upgrade: etcdts-raft-stream/1\r\nX-Etcd-Cluster-ID: 7\r\nX-Server-From: 2\r\n", (socket) => {
+    socket.write(frames.subarray(0, cut)); // Node's client reads it with the 101 answer
+    setTimeout(() => socket.write(frames.subarray(cut)), 50);
+  });
+  try {
+    a.t.addPeer(2n, [fake.url]);
+    await until("3 heartbeats", () => a.got.length === 3);
+    assert.deepEqual(a.got.map((m) => m.term), [1n, 2n, 3n]);
+  } finally {
+    await close(a);
+    await closeFake(fake);
+  }
+});
+
+test("a 101 answer for another cluster, or to another protocol, is not read", async () => {
+  for (const [headers, why] of [
+    ["Upgrade: etcdts-raft-stream/1\r\nX-Etcd-Cluster-ID: 8\r\nX-Server-From: 2\r\n", /cluster ID mismatch/],
+    ["Upgrade: websocket\r\nX-Etcd-Cluster-ID: 7\r\nX-Server-From: 2\r\n", /switched to protocol "websocket", not etcdts-raft-stream\/1/],
+  ] as const) {
+    const a = await end(7n, 1n);
+    const fake = await fakePeer(headers, (socket) => socket.write(encodeMessageFrame(hb(2n, 1n, 1n))));
+    try {
+      a.t.addPeer(2n, [fake.url]);
+      await until("the answer refused", () => why.test(a.t.peerStatus(2n)?.lastError ?? ""));
+      assert.equal(a.got.length, 0, "nothing read from a refused stream");
+      assert.equal(a.t.peerStatus(2n)?.inbound, false);
+    } finally {
+      await close(a);
+      await closeFake(fake);
+    }
+  }
+});
+
+// (The timeout: without the fix, closing the listener would wait for that connection forever.)
+test("a refused switch closes the connection even if the client keeps its side open", { timeout: 30_000 }, async () => {
+  const a = await end(7n, 1n);
+  try {
+    const port = Number(new URL(a.url).port);
+    const socket = connect({ port, host: "127.0.0.1", allowHalfOpen: true });
+    let answer = "";
+    let ended = false;
+    socket.on("data", (c: Buffer) => (answer += c.toString("latin1")));
+    socket.on("end", () => (ended = true)); // and we keep our side open
+    socket.write(
+      "GET /raft/stream HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: etcdts-raft-stream/1\r\n" +
+        "X-Etcd-Cluster-ID: 8\r\nX-Server-From: 2\r\nX-Raft-To: 1\r\n\r\n",
+    );
+    await until("the answer", () => ended);
+    assert.match(answer, /^HTTP\/1\.1 412 /);
+    assert.match(answer, /X-Raft-Error: cluster-id-mismatch/);
+    // The listener's side is gone too (net.Server still counts a switched socket until then).
+    const open = () => new Promise<number>((resolve) => a.server.getConnections((_e, n) => resolve(n)));
+    const deadline = Date.now() + 5000;
+    while ((await open()) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(await open(), 0, "the refused connection is still open on the listener");
+    socket.destroy();
+  } finally {
+    await close(a);
   }
 });

@@ -112,7 +112,9 @@ export function writeHead(socket: Duplex, status: number, headers: Record<string
   const all = { ...headers, "Content-Length": String(Buffer.byteLength(body)), Connection: "close" };
   let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ""}\r\n`;
   for (const [k, v] of Object.entries(all)) head += `${k}: ${v}\r\n`;
-  socket.end(`${head}\r\n${body}`);
+  // Then close it whatever the client does: a switched socket is out of the HTTP
+  // server's timeouts, so a client that keeps its side open would hold it forever.
+  socket.end(`${head}\r\n${body}`, () => socket.destroy());
 }
 
 const KNOWN_CODES = new Set<string>(Object.keys(STATUS));
