@@ -55,6 +55,18 @@ export function putInt64(b: Buffer, at: number, v: bigint): number {
   return putVarint64(b, at, Number(u & 0xffffffffn), Number(u >> 32n));
 }
 
+/** Bytes of an int64/uint64 field: tag byte and varint; nothing when the value is zero (proto3). */
+export function scalarSize(v: bigint): number {
+  return v === 0n ? 0 : 1 + int64Size(v);
+}
+
+/** Writes an int64/uint64 field (tag byte and varint) unless the value is zero; returns the new offset. */
+export function putScalar(b: Buffer, at: number, tag: number, v: bigint): number {
+  if (v === 0n) return at;
+  b[at++] = tag;
+  return putInt64(b, at, v);
+}
+
 /** The varint of hi * 2^32 + lo (both unsigned 32-bit numbers), seven bits a byte, low first. */
 function putVarint64(b: Buffer, at: number, lo: number, hi: number): number {
   // Bits 0..27 come from lo alone: four bytes, each followed by more (hi is not zero

@@ -18,7 +18,7 @@ import {
   type Snapshot as PbSnapshot,
 } from "../../gen/etcdts/raft_pb.js";
 import type { ConfState, Entry, EntryType, HardState, Message, MessageType, Snapshot } from "../raft/index.js";
-import { int64Size, lenSize, putInt64, putVarint32 } from "../mvcc/kv_encode.js";
+import { lenSize, putScalar, putVarint32, scalarSize } from "../mvcc/kv_encode.js";
 
 // Explicit tables (not array positions) so that reordering the core's list can't
 // silently change the wire numbers.
@@ -190,19 +190,8 @@ function decodeMessageReflect(b: Uint8Array): Message {
 //   Entry    1 term, 2 index, 3 type enum, 4 data bytes
 // (proto3: zero values are not written, in field order.)
 
-/** Bytes of a uint64 field with its one-byte tag; nothing when zero. */
-function u64FieldSize(v: bigint): number {
-  return v === 0n ? 0 : 1 + int64Size(v);
-}
-
-function putU64Field(b: Buffer, at: number, tag: number, v: bigint): number {
-  if (v === 0n) return at;
-  b[at++] = tag;
-  return putInt64(b, at, v);
-}
-
 function entryBodySize(e: Entry): number {
-  let n = u64FieldSize(e.term) + u64FieldSize(e.index);
+  let n = scalarSize(e.term) + scalarSize(e.index);
   if (e.type !== "normal") n += 2;
   if (e.data.length > 0) n += 1 + lenSize(e.data.length) + e.data.length;
   return n;
@@ -215,7 +204,7 @@ function entryBodySize(e: Entry): number {
 function writeMessage(m: Message, prefix: number): Buffer {
   const type = TYPE_TO_PB[m.type];
   let n = type === 0 ? 0 : 1 + lenSize(type);
-  n += u64FieldSize(m.to) + u64FieldSize(m.from) + u64FieldSize(m.term) + u64FieldSize(m.logTerm) + u64FieldSize(m.index);
+  n += scalarSize(m.to) + scalarSize(m.from) + scalarSize(m.term) + scalarSize(m.logTerm) + scalarSize(m.index);
   const ents = m.entries;
   // One entry is the common case (a put); its size is kept rather than computed twice.
   const one = ents.length === 1 ? entryBodySize(ents[0]!) : 0;
@@ -223,9 +212,9 @@ function writeMessage(m: Message, prefix: number): Buffer {
     const s = ents.length === 1 ? one : entryBodySize(e);
     n += 1 + lenSize(s) + s;
   }
-  n += u64FieldSize(m.commit);
+  n += scalarSize(m.commit);
   if (m.reject) n += 2;
-  n += u64FieldSize(m.rejectHint);
+  n += scalarSize(m.rejectHint);
   const ctx = m.context;
   if (ctx !== undefined) n += 1 + lenSize(ctx.length) + ctx.length;
   if (n > MAX_U32) throw new CodecError(`frame of ${n} bytes is too large`);
@@ -239,16 +228,16 @@ function writeMessage(m: Message, prefix: number): Buffer {
     b[at++] = 0x08;
     at = putVarint32(b, at, type);
   }
-  at = putU64Field(b, at, 0x10, m.to);
-  at = putU64Field(b, at, 0x18, m.from);
-  at = putU64Field(b, at, 0x20, m.term);
-  at = putU64Field(b, at, 0x28, m.logTerm);
-  at = putU64Field(b, at, 0x30, m.index);
+  at = putScalar(b, at, 0x10, m.to);
+  at = putScalar(b, at, 0x18, m.from);
+  at = putScalar(b, at, 0x20, m.term);
+  at = putScalar(b, at, 0x28, m.logTerm);
+  at = putScalar(b, at, 0x30, m.index);
   for (const e of ents) {
     b[at++] = 0x3a;
     at = putVarint32(b, at, ents.length === 1 ? one : entryBodySize(e));
-    at = putU64Field(b, at, 0x08, e.term);
-    at = putU64Field(b, at, 0x10, e.index);
+    at = putScalar(b, at, 0x08, e.term);
+    at = putScalar(b, at, 0x10, e.index);
     if (e.type !== "normal") {
       b[at++] = 0x18;
       b[at++] = ENTRY_TYPE_TO_PB[e.type];
@@ -260,12 +249,12 @@ function writeMessage(m: Message, prefix: number): Buffer {
       at += e.data.length;
     }
   }
-  at = putU64Field(b, at, 0x40, m.commit);
+  at = putScalar(b, at, 0x40, m.commit);
   if (m.reject) {
     b[at++] = 0x50;
     b[at++] = 1;
   }
-  at = putU64Field(b, at, 0x58, m.rejectHint);
+  at = putScalar(b, at, 0x58, m.rejectHint);
   if (ctx !== undefined) {
     b[at++] = 0x62;
     at = putVarint32(b, at, ctx.length);

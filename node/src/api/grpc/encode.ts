@@ -30,21 +30,10 @@ import {
   type TxnResponse,
 } from "../../../gen/etcdserverpb/rpc_pb.js";
 import type { KeyValue } from "../../../gen/mvccpb/kv_pb.js";
-import { encodeKeyValue, int64Size, lenSize, putInt64, putVarint32 } from "../../mvcc/kv_encode.js";
+import { encodeKeyValue, lenSize, putScalar, putVarint32, scalarSize } from "../../mvcc/kv_encode.js";
 
 function hasUnknown(m: { $unknown?: unknown[] } | undefined): boolean {
   return m?.$unknown !== undefined && m.$unknown.length > 0;
-}
-
-/** A field of an int64/uint64 scalar: tag byte + varint; 0 when the value is zero. */
-function scalarSize(v: bigint): number {
-  return v === 0n ? 0 : 1 + int64Size(v);
-}
-
-function putScalar(b: Buffer, at: number, tag: number, v: bigint): number {
-  if (v === 0n) return at;
-  b[at++] = tag;
-  return putInt64(b, at, v);
 }
 
 /**
