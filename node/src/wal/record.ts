@@ -73,7 +73,10 @@ export interface RecordSpec {
 export function encodeBatch(seq: bigint, fileOffset: number, batch: number, recs: readonly RecordSpec[]): Buffer {
   let total = 0;
   for (const r of recs) total += frameSize(r.size);
-  const out = Buffer.alloc(total); // zero-filled: padding and reserved bytes are zero
+  // Zero-filled (padding and reserved bytes are zero); from Node's pool when small:
+  // the batch is written and dropped, and a buffer of its own per batch is one more
+  // ArrayBuffer for the garbage collector to sweep.
+  const out = Buffer.allocUnsafe(total).fill(0);
   let at = 0;
   recs.forEach((r, i) => {
     out.writeUInt32LE(r.size, at);
