@@ -83,8 +83,8 @@ test("every workload's QPS and latency reports exist in the output its command p
 
 test("the warm-up reaches WARMUP_REQUESTS requests by repeating a workload's run", () => {
   const byName = (n: string) => WORKLOADS.find((w) => w.name === n)!;
-  // put-c1 --quick runs 500 puts: 20 runs; its full run (10,000) is one.
-  assert.equal(warmupRuns(byName("put-c1"), "quick"), 20);
+  // put-c1 --quick runs 2,000 puts: 5 runs; its full run (10,000) is one.
+  assert.equal(warmupRuns(byName("put-c1"), "quick"), 5);
   assert.equal(warmupRuns(byName("put-c1"), "full"), 1);
   // put-c1000 --quick runs 5,000: two runs.
   assert.equal(warmupRuns(byName("put-c1000"), "quick"), 2);

@@ -37,7 +37,7 @@ export const WORKLOADS: readonly Workload[] = [
   {
     name: "put-c1",
     about: "put, 8 B keys / 256 B values, sequential keys, 1 conn / 1 client, to the leader",
-    args: (m) => [...c1, "--target-leader", "put", "--key-size=8", "--val-size=256", "--sequential-keys", `--total=${pick(m, 10_000, 500)}`],
+    args: (m) => [...c1, "--target-leader", "put", "--key-size=8", "--val-size=256", "--sequential-keys", `--total=${pick(m, 10_000, 2_000)}`],
     qpsFrom: "",
     latencyFrom: "",
   },
@@ -51,7 +51,7 @@ export const WORKLOADS: readonly Workload[] = [
   {
     name: "range-l-c1",
     about: "linearizable range of one key (foo, 256 B value), 1 conn / 1 client",
-    args: (m) => [...c1, "range", "foo", "--consistency=l", `--total=${pick(m, 10_000, 1_000)}`],
+    args: (m) => [...c1, "range", "foo", "--consistency=l", `--total=${pick(m, 10_000, 2_000)}`],
     qpsFrom: "",
     latencyFrom: "",
     needsFoo: true,
@@ -67,7 +67,7 @@ export const WORKLOADS: readonly Workload[] = [
   {
     name: "range-s-c1",
     about: "serializable range of one key, 1 conn / 1 client",
-    args: (m) => [...c1, "range", "foo", "--consistency=s", `--total=${pick(m, 10_000, 1_000)}`],
+    args: (m) => [...c1, "range", "foo", "--consistency=s", `--total=${pick(m, 10_000, 2_000)}`],
     qpsFrom: "",
     latencyFrom: "",
     needsFoo: true,
@@ -116,7 +116,7 @@ export const WORKLOADS: readonly Workload[] = [
  * on V8's JIT, which compiles a function to fast code only after it has run a while;
  * one-client puts on a fresh member measured 600-700 req/s over their first 3,000
  * requests and 1,000-1,500 after 10,000 (2026-12-02, docs/perf-notes.md), so a warm-up
- * of one quick run (500 puts) measured the JIT, not the server a user meets.
+ * of one quick run (then 500 puts) measured the JIT, not the server a user meets.
  */
 export const WARMUP_REQUESTS = 10_000;
 
