@@ -12,6 +12,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
+import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import { freePort } from "../harness/ports.js";
 
@@ -280,5 +281,72 @@ export async function startCluster(
       throw new Error(`${impl} ${size}-member topology not healthy after ${readyTimeoutMs} ms:\n${logs}`);
     }
     await sleep(100);
+  }
+}
+
+// ------------------------------------------------------------- member queries (JSON gateway)
+
+/** POSTs JSON to a member's gateway; the parsed answer, or an error for any status but 200. */
+export async function post(clientUrl: string, path: string, body: unknown, timeoutMs = 5000): Promise<unknown> {
+  const res = await fetch(`${clientUrl}${path}`, { method: "POST", body: JSON.stringify(body), signal: AbortSignal.timeout(timeoutMs) });
+  if (res.status !== 200) throw new Error(`${path}: HTTP ${res.status}`);
+  return res.json();
+}
+
+export interface Status {
+  /** Decimal strings: member IDs are 64-bit. */
+  memberId: string;
+  leader: string;
+  revision: bigint;
+  dbSize: bigint;
+}
+
+/** /v3/maintenance/status of one member: its own ID, the leader it knows, its own revision. */
+export async function status(clientUrl: string): Promise<Status> {
+  const s = (await post(clientUrl, "/v3/maintenance/status", {})) as {
+    header?: { member_id?: string; revision?: string };
+    leader?: string;
+    dbSize?: string;
+  };
+  return {
+    memberId: String(s.header?.member_id ?? ""),
+    leader: String(s.leader ?? ""),
+    revision: BigInt(s.header?.revision ?? "0"),
+    dbSize: BigInt(s.dbSize ?? "0"),
+  };
+}
+
+/** The index of the member every member names as leader. */
+export async function leaderIndex(members: readonly RunningMember[]): Promise<number> {
+  const deadline = performance.now() + 30_000;
+  for (;;) {
+    const all = await Promise.all(members.map((m) => status(m.clientUrl).catch(() => undefined)));
+    const leader = all[0]?.leader;
+    if (leader !== undefined && leader !== "0" && all.every((s) => s?.leader === leader)) {
+      const i = all.findIndex((s) => s?.memberId === leader);
+      if (i >= 0) return i;
+    }
+    if (performance.now() > deadline) throw new Error("no leader all members agree on after 30 s");
+    await sleep(200);
+  }
+}
+
+/**
+ * Makes the first member the leader (a leadership transfer, asked of the current leader
+ * through the gateway's /v3/maintenance/transfer-leadership, if another member won the
+ * election), and waits until every member names it. The bench does this for both
+ * implementations, so the first endpoint, where the tool sends a one-connection
+ * workload and where watch-latency's watchers are, has the same role in both.
+ */
+export async function leadFromFirst(c: Cluster): Promise<void> {
+  if (c.members.length < 2) return;
+  const deadline = performance.now() + 30_000;
+  for (;;) {
+    const i = await leaderIndex(c.members);
+    if (i === 0) return;
+    const first = await status(c.members[0]!.clientUrl);
+    await post(c.members[i]!.clientUrl, "/v3/maintenance/transfer-leadership", { targetID: first.memberId }, 15_000).catch(() => undefined);
+    if (performance.now() > deadline) throw new Error(`${c.impl}: the first member did not become leader within 30 s`);
+    await sleep(200);
   }
 }

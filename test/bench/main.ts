@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { repoRoot } from "../harness/provision.js";
-import { startCluster, type Binaries, type Cluster, type Impl } from "./cluster.js";
+import { leadFromFirst, startCluster, type Binaries, type Cluster, type Impl } from "./cluster.js";
 import { parseBenchmarkOutput, percentileMs, pickReport } from "./parse.js";
 import { cpuSeconds, peakRssKb, resetPeakRss } from "./procstat.js";
 import {
@@ -230,6 +230,7 @@ async function benchWorkload(tools: Tools, w: Workload, members: number, opts: O
           continue;
         }
         clusters.set(impl, r.cluster);
+        await leadFromFirst(r.cluster);
         if (w.needsFoo) await putFoo(r.cluster);
       } catch (e) {
         if (impl === "etcd") throw e;

@@ -40,7 +40,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
-import { startCluster, type Cluster, type Impl, type RunningMember } from "./cluster.js";
+import { leaderIndex, post, startCluster, status, type Cluster, type Impl } from "./cluster.js";
 import { parseBenchmarkOutput, pickReport } from "./parse.js";
 import { TOOLS, argImpls, argNum, argValue, benchmarkKey, healthy, lastLine, run, table as commonTable, writeJson as commonWriteJson, type Col as CommonCol } from "./scale-common.js";
 import { cpuSeconds, peakRssKb, resetPeakRss } from "./procstat.js";
@@ -76,50 +76,6 @@ const log = (msg: string): void => void process.stderr.write(`[scale-snapshot] $
 
 
 // ------------------------------------------------------------- member queries (JSON gateway)
-
-async function post(clientUrl: string, path: string, body: unknown, timeoutMs = 5000): Promise<unknown> {
-  const res = await fetch(`${clientUrl}${path}`, { method: "POST", body: JSON.stringify(body), signal: AbortSignal.timeout(timeoutMs) });
-  if (res.status !== 200) throw new Error(`${path}: HTTP ${res.status}`);
-  return res.json();
-}
-
-interface Status {
-  /** Decimal strings: member IDs are 64-bit. */
-  memberId: string;
-  leader: string;
-  revision: bigint;
-  dbSize: bigint;
-}
-
-/** /v3/maintenance/status of one member: its own ID, the leader it knows, its own revision. */
-async function status(clientUrl: string): Promise<Status> {
-  const s = (await post(clientUrl, "/v3/maintenance/status", {})) as {
-    header?: { member_id?: string; revision?: string };
-    leader?: string;
-    dbSize?: string;
-  };
-  return {
-    memberId: String(s.header?.member_id ?? ""),
-    leader: String(s.leader ?? ""),
-    revision: BigInt(s.header?.revision ?? "0"),
-    dbSize: BigInt(s.dbSize ?? "0"),
-  };
-}
-
-/** The index of the member every member names as leader. */
-async function leaderIndex(members: readonly RunningMember[]): Promise<number> {
-  const deadline = performance.now() + 30_000;
-  for (;;) {
-    const all = await Promise.all(members.map((m) => status(m.clientUrl).catch(() => undefined)));
-    const leader = all[0]?.leader;
-    if (leader !== undefined && leader !== "0" && all.every((s) => s?.leader === leader)) {
-      const i = all.findIndex((s) => s?.memberId === leader);
-      if (i >= 0) return i;
-    }
-    if (performance.now() > deadline) throw new Error("no leader all members agree on after 30 s");
-    await sleep(200);
-  }
-}
 
 /** A serializable get of one key on that member; true when it returns that key. */
 async function getsKey(clientUrl: string, key: Buffer): Promise<boolean> {
