@@ -152,9 +152,7 @@ export function encodeMessage(m: Message): Uint8Array {
  * and sweeps one by one at each young-generation collection (several per put);
  * but a pooled frame that waits in a queue keeps its whole pool block (8 KiB)
  * alive, unseen by the queue's byte count, so a frame that may wait (the peer's
- * stream is down or pushing back) gets a buffer of its own. Frames encoded while
- * the stream took writes may still wait if it pushes back or closes in the same
- * turn: at most one Ready's messages.
+ * stream is down or pushing back) gets a buffer of its own.
  */
 export function encodeMessageFrame(m: Message, pooled = false): Buffer {
   if (m.snapshot !== undefined) return frame(toBinary(MessageSchema, messageToPb(m)));

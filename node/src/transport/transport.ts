@@ -710,12 +710,9 @@ export class Transport {
     let m: Message;
     try {
       m = decodeMessage(f);
-      // Byte fields are views of the frame. Those raft keeps (entries in the log, a
-      // snapshot, a forwarded read's context, which waits in the leader's read queue)
-      // are decoded again from a copy of their own, not from a view of the read chunk.
-      if ((m.entries.length > 0 || m.snapshot !== undefined || m.type === "MsgReadIndex") && isShared(f)) {
-        m = decodeMessage(Uint8Array.prototype.slice.call(f));
-      }
+      // Entries (kept in the raft log) and snapshots are views of the frame: decode
+      // them again from a copy of their own, not from a view of the read chunk.
+      if ((m.entries.length > 0 || m.snapshot !== undefined) && isShared(f)) m = decodeMessage(Uint8Array.prototype.slice.call(f));
     } catch (e) {
       this.endInbound(p, conn, new TransportError("io", e instanceof CodecError ? e.message : String(e)));
       return;
