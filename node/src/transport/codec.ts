@@ -145,18 +145,10 @@ export function encodeMessage(m: Message): Uint8Array {
 
 }
 
-/**
- * encodeMessage's bytes as a frame (length prefix and message in one buffer).
- * `pooled`: carve it from Node's shared buffer pool, for a frame that is written
- * at once. Every buffer of its own is an ArrayBuffer the garbage collector tracks
- * and sweeps one by one at each young-generation collection (several per put);
- * but a pooled frame that waits in a queue keeps its whole pool block (8 KiB)
- * alive, unseen by the queue's byte count, so a frame that may wait (the peer's
- * stream is down or pushing back) gets a buffer of its own.
- */
-export function encodeMessageFrame(m: Message, pooled = false): Buffer {
+/** encodeMessage's bytes as a frame (length prefix and message in one buffer). */
+export function encodeMessageFrame(m: Message): Buffer {
   if (m.snapshot !== undefined) return frame(toBinary(MessageSchema, messageToPb(m)));
-  return writeMessage(m, FRAME_HEADER_BYTES, pooled);
+  return writeMessage(m, FRAME_HEADER_BYTES);
 }
 
 /**
@@ -209,7 +201,7 @@ function entryBodySize(e: Entry): number {
  * The bytes of a message without a snapshot, after `prefix` bytes; a prefix of
  * FRAME_HEADER_BYTES holds the frame's length.
  */
-function writeMessage(m: Message, prefix: number, pooled = false): Buffer {
+function writeMessage(m: Message, prefix: number): Buffer {
   const type = TYPE_TO_PB[m.type];
   let n = type === 0 ? 0 : 1 + lenSize(type);
   n += scalarSize(m.to) + scalarSize(m.from) + scalarSize(m.term) + scalarSize(m.logTerm) + scalarSize(m.index);
@@ -227,7 +219,9 @@ function writeMessage(m: Message, prefix: number, pooled = false): Buffer {
   if (ctx !== undefined) n += 1 + lenSize(ctx.length) + ctx.length;
   if (n > MAX_U32) throw new CodecError(`frame of ${n} bytes is too large`);
 
-  const b = pooled ? Buffer.allocUnsafe(prefix + n) : Buffer.allocUnsafeSlow(prefix + n);
+  // Not from Node's shared pool: a frame queued for an unreachable peer would keep
+  // a whole pool block alive, unseen by the queue's byte count.
+  const b = Buffer.allocUnsafeSlow(prefix + n);
   if (prefix === FRAME_HEADER_BYTES) b.writeUInt32BE(n, 0);
   let at = prefix;
   if (type !== 0) {
@@ -487,19 +481,8 @@ export function frame(payload: Uint8Array): Buffer {
   return out;
 }
 
-/** FrameDecoder's empty frame (a keepalive), shared. */
-const EMPTY_FRAME = new Uint8Array(0);
-
 /** A keepalive frame (length 0). */
 export const KEEPALIVE_FRAME: Buffer = Buffer.alloc(FRAME_HEADER_BYTES);
-
-/**
- * Whether `b` is a view of a larger buffer (FrameDecoder's frame within a read
- * chunk): anything decoded from it that is kept keeps the whole buffer alive.
- */
-export function isShared(b: Uint8Array): boolean {
-  return b.byteLength !== b.buffer.byteLength;
-}
 
 /** Just the 4-byte length prefix (for writing a large payload after it without copying). */
 export function frameHeader(length: number): Buffer {
@@ -511,11 +494,9 @@ export function frameHeader(length: number): Buffer {
 
 /**
  * Incremental frame parser for a byte stream. push() returns the complete frames
- * found so far. A frame that arrived within one chunk is a view of that chunk (no
- * copy: most frames are acknowledgements and heartbeats, decoded and dropped); one
- * that spanned chunks is a fresh buffer of its own. A message whose bytes live on
- * (entries kept in the raft log) must not keep a whole read chunk alive: see
- * isShared, and Transport's deliver, which decodes those from a copy.
+ * found so far. Each returned frame is a fresh buffer of its own (never a view into
+ * a larger read buffer or Node's shared pool), so a decoded message that lives on
+ * in the raft log keeps only its own bytes alive.
  */
 export class FrameDecoder {
   private pending: Buffer[] = [];
@@ -546,16 +527,8 @@ export class FrameDecoder {
         this.want = len;
       }
       if (this.pendingBytes < this.want) break;
-      const first = this.pending[0];
-      let body: Uint8Array;
-      if (this.want === 0) body = EMPTY_FRAME; // a keepalive
-      else if (first !== undefined && first.length >= this.want) {
-        body = first.subarray(0, this.want);
-        this.consume(this.want, undefined);
-      } else {
-        body = new Uint8Array(this.want);
-        this.consume(this.want, body);
-      }
+      const body = new Uint8Array(this.want);
+      this.consume(this.want, body);
       this.want = -1;
       out.push(body);
     }

@@ -283,29 +283,6 @@ test("frames that come in the same read as the 101 answer, and a frame split acr
   }
 });
 
-test("entries read with other frames in one chunk are copied out of it; the rest is decoded in place", async () => {
-  const a = await end(7n, 1n);
-  const data = Buffer.alloc(300, 0x61);
-  const app = msg({ type: "MsgApp", from: 2n, to: 1n, term: 1n, logTerm: 1n, index: 4n, commit: 4n, entries: [{ term: 1n, index: 5n, type: "normal", data }] });
-  const appFrame = encodeMessageFrame(app);
-  const chunk = Buffer.concat([encodeMessageFrame(hb(2n, 1n, 1n)), appFrame, encodeMessageFrame(hb(2n, 1n, 1n))]);
-  const fake = await fakePeer("Upgrade: etcdts-raft-stream/1\r\nX-Etcd-Cluster-ID: 7\r\nX-Server-From: 2\r\n", (socket) => {
-    setTimeout(() => socket.write(chunk), 50); // after the 101: one read of its own
-  });
-  try {
-    a.t.addPeer(2n, [fake.url]);
-    await until("3 messages", () => a.got.length === 3);
-    assert.deepEqual(a.got.map((m) => m.type), ["MsgHeartbeat", "MsgApp", "MsgHeartbeat"]);
-    const e = a.got[1]!.entries[0]!;
-    assert.deepEqual(Buffer.from(e.data), data);
-    // The entry keeps only its own message's bytes alive, not the read chunk with the heartbeats.
-    assert.equal(e.data.buffer.byteLength, appFrame.length - 4);
-  } finally {
-    await close(a);
-    await closeFake(fake);
-  }
-});
-
 test("a 101 answer for another cluster, or to another protocol, is not read", async () => {
   for (const [headers, why] of [
     ["Upgrade: etcdts-raft-stream/1\r\nX-Etcd-Cluster-ID: 8\r\nX-Server-From: 2\r\n", /cluster ID mismatch/],

@@ -23,7 +23,7 @@ import type { ClientRequest, IncomingMessage, ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import type { Duplex, Readable } from "node:stream";
 import { isLocalMsg, type Message, type Rand } from "../raft/index.js";
-import { CodecError, FRAME_HEADER_BYTES, FrameDecoder, KEEPALIVE_FRAME, decodeMessage, encodeMessageFrame, frameHeader, isShared } from "./codec.js";
+import { CodecError, FRAME_HEADER_BYTES, FrameDecoder, KEEPALIVE_FRAME, decodeMessage, encodeMessageFrame, frameHeader } from "./codec.js";
 import {
   ERR_MEMBER_REMOVED,
   H_CLUSTER_ID,
@@ -410,8 +410,7 @@ export class Transport {
   }
 
   private enqueue(p: Peer, m: Message): void {
-    // Pooled when the stream takes it at once (the pump runs a microtask later).
-    const f = encodeMessageFrame(m, p.out !== undefined && !p.out.waitingDrain);
+    const f = encodeMessageFrame(m);
     const bytes = f.length - FRAME_HEADER_BYTES;
     if (bytes > this.limits.maxFrameBytes) {
       p.dropped++;
@@ -710,9 +709,6 @@ export class Transport {
     let m: Message;
     try {
       m = decodeMessage(f);
-      // Entries (kept in the raft log) and snapshots are views of the frame: decode
-      // them again from a copy of their own, not from a view of the read chunk.
-      if ((m.entries.length > 0 || m.snapshot !== undefined) && isShared(f)) m = decodeMessage(Uint8Array.prototype.slice.call(f));
     } catch (e) {
       this.endInbound(p, conn, new TransportError("io", e instanceof CodecError ? e.message : String(e)));
       return;

@@ -73,10 +73,7 @@ export interface RecordSpec {
 export function encodeBatch(seq: bigint, fileOffset: number, batch: number, recs: readonly RecordSpec[]): Buffer {
   let total = 0;
   for (const r of recs) total += frameSize(r.size);
-  // Zero-filled (padding and reserved bytes are zero); from Node's pool when small:
-  // the batch is written and dropped, and a buffer of its own per batch is one more
-  // ArrayBuffer for the garbage collector to sweep.
-  const out = Buffer.allocUnsafe(total).fill(0);
+  const out = Buffer.alloc(total); // zero-filled: padding and reserved bytes are zero
   let at = 0;
   recs.forEach((r, i) => {
     out.writeUInt32LE(r.size, at);

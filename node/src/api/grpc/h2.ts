@@ -76,8 +76,6 @@ const HIGH_WATER = 1 << 16;
  * reading from it and frame no more DATA until the socket drains.
  */
 const SOCKET_HIGH_WATER = 1 << 20;
-/** Zero bytes, shared (a new empty Buffer is one more ArrayBuffer for the collector). */
-const EMPTY: Buffer = Buffer.alloc(0);
 /** CONTINUATION frames one header block may use (each up to 16 KiB). */
 const MAX_CONTINUATIONS = 64;
 /** How long a closing connection may take to deliver what it still has to send. */
@@ -502,7 +500,7 @@ export class H2Connection extends EventEmitter {
       i += 9 + len;
       this.frame(type, flags, id, payload);
     }
-    this.buf = i === b.length ? EMPTY : b.subarray(i);
+    this.buf = i === b.length ? Buffer.alloc(0) : b.subarray(i);
   }
 
   private frame(type: number, flags: number, id: number, p: Buffer): void {
@@ -676,7 +674,7 @@ export class H2Connection extends EventEmitter {
     if (existing !== undefined) {
       // Trailers from the client: gRPC requests carry none, but they end the request.
       if (!endStream) throw new ConnectionError(PROTOCOL_ERROR, "a second HEADERS without END_STREAM");
-      existing.receive(EMPTY, true);
+      existing.receive(Buffer.alloc(0), true);
       return;
     }
     // A stream already closed (we answered and reset it, say): nothing to do, the block was decoded.
@@ -693,7 +691,7 @@ export class H2Connection extends EventEmitter {
     this.streams.set(id, s);
     this.open++;
     this.onStream(s, headers);
-    if (endStream) s.receive(EMPTY, true);
+    if (endStream) s.receive(Buffer.alloc(0), true);
   }
 
   private onDataFrame(flags: number, id: number, p: Buffer): void {
