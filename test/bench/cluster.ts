@@ -341,12 +341,16 @@ export async function leaderIndex(members: readonly RunningMember[]): Promise<nu
 export async function leadFromFirst(c: Cluster): Promise<void> {
   if (c.members.length < 2) return;
   const deadline = performance.now() + 30_000;
+  const target = (await status(c.members[0]!.clientUrl)).memberId;
+  let last = "no transfer answered";
   for (;;) {
     const i = await leaderIndex(c.members);
     if (i === 0) return;
-    const first = await status(c.members[0]!.clientUrl);
-    await post(c.members[i]!.clientUrl, "/v3/maintenance/transfer-leadership", { targetID: first.memberId }, 15_000).catch(() => undefined);
-    if (performance.now() > deadline) throw new Error(`${c.impl}: the first member did not become leader within 30 s`);
+    // A transfer can be refused while the leader is busy; the loop asks again.
+    await post(c.members[i]!.clientUrl, "/v3/maintenance/transfer-leadership", { targetID: target }, 15_000).catch((e: unknown) => {
+      last = (e as Error).message;
+    });
+    if (performance.now() > deadline) throw new Error(`${c.impl}: the first member did not become leader within 30 s (last transfer: ${last})`);
     await sleep(200);
   }
 }

@@ -6,10 +6,10 @@
 // requests). As on the page, the one-client put goes to the leader
 // (--target-leader: the tool asks the members who leads), the thousand-client
 // put and the reads to every member (with one connection, the tool uses the
-// first endpoint, m1, which the bench makes the leader in both clusters). The page publishes no txn, watch or
-// lease numbers; those use the same key/value sizes and client counts, and the
-// tool's own defaults for the watch shapes. --quick keeps every workload and
-// shrinks its totals.
+// first endpoint, m1, which the bench makes the leader in both clusters). The
+// page publishes no txn, watch or lease numbers; those use the same key/value
+// sizes and client counts, and the tool's own defaults for the watch shapes.
+// --quick keeps every workload and shrinks its totals.
 
 export type Mode = "full" | "quick";
 
