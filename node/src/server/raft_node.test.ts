@@ -260,3 +260,72 @@ test("a message that breaks raft's invariants (commit past an empty log) stops t
   await node.stop();
 });
 
+
+test("committed entries already durable here apply while the next entries are written; committed entries still being written wait for the write", async () => {
+  const log = new MemLog();
+  const applied: string[] = [];
+  const node = new RaftNode({
+    id: 2n,
+    storage: new MemoryStorage(),
+    log,
+    sink: { send: () => {} },
+    sm: {
+      apply: async (ents) => {
+        for (const e of ents) if (e.type === "normal" && e.data.length > 0) applied.push(text(e));
+      },
+      readStates: () => {},
+      softState: () => {},
+    },
+    tickMs: 100,
+    electionTick: 10,
+    heartbeatTick: 1,
+    applied: 0n,
+    ticker: new ManualTicker(),
+    onFatal: (err) => {
+      throw err;
+    },
+  });
+  for (const p of ids) node.rn.raft.applyConfChange({ type: "addNode", nodeId: p });
+  node.start();
+  const turns = async (n = 10) => {
+    for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
+  };
+  const ent = (index: bigint, v: string): Entry => ({ term: 1n, index, type: "normal", data: Buffer.from(v) });
+  const app = (index: bigint, entries: Entry[], commit: bigint) =>
+    ({ type: "MsgApp", from: 1n, to: 2n, term: 1n, logTerm: index === 0n ? 0n : 1n, index, entries, commit }) as unknown as Message;
+  let release = () => {};
+  const hold = () => {
+    log.gate = new Promise<void>((r) => (release = () => {
+      log.gate = undefined;
+      r();
+    }));
+  };
+  try {
+    // Leader 1 sends entry 1 ("a"); it is written, nothing is committed yet.
+    node.step(app(0n, [ent(1n, "a")], 0n));
+    await turns();
+    assert.deepEqual(log.entries.map(text), ["a"]);
+    // Hold the disk. Entry 2 arrives with the commit of entry 1, which is durable here.
+    hold();
+    node.step(app(1n, [ent(2n, "b")], 1n));
+    await turns();
+    assert.deepEqual(applied, ["a"], "entry 1 applied while entry 2 is being written");
+    assert.deepEqual(log.entries.map(text), ["a"], "entry 2 is not durable yet");
+    release();
+    await turns();
+    assert.deepEqual(log.entries.map(text), ["a", "b"]);
+    // Entry 3 arrives with the commit of 2 and 3: 2 is durable here and applies during
+    // the write of 3; 3 waits for it.
+    hold();
+    node.step(app(2n, [ent(3n, "c")], 3n));
+    await turns();
+    assert.deepEqual(applied, ["a", "b"], "entry 2 applied, entry 3 waits for its write");
+    release();
+    await turns(20);
+    assert.deepEqual(log.entries.map(text), ["a", "b", "c"]);
+    assert.deepEqual(applied, ["a", "b", "c"], "applied in order once durable");
+  } finally {
+    release();
+    await node.stop();
+  }
+});

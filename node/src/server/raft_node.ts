@@ -2,7 +2,9 @@
 // server/etcdserver/raft.go, in our own shape). Each iteration takes a Ready
 // and does its work in the order the Ready contract requires:
 //
-//   1. send rd.messages                       (need nothing durable)
+//   1. send rd.messages                       (need nothing durable), and hand
+//      the committed entries this member already holds durably to the state
+//      machine (see durableCommitted: they apply while 2 writes)
 //   2. persist snapshot marker, entries, hard state — durably (crash boundary A:
 //      before this resolves nothing in this Ready is promised to anyone)
 //   3. make them visible to raft's Storage (MemoryStorage is the log's cache)
@@ -28,6 +30,7 @@ import {
   type ConfState,
   type Entry,
   type Message,
+  type Ready,
   type ReadState,
   type SoftState,
   type Status,
@@ -304,6 +307,8 @@ export class RaftNode {
         const rd = this.rn.ready();
         if (rd.softState !== undefined) this.lastSoft = rd.softState;
         this.o.sink.send(rd.messages);
+        const early = this.durableCommitted(rd);
+        if (early > 0) this.startApply(early === rd.committedEntries.length ? rd.committedEntries : rd.committedEntries.slice(0, early));
         if (rd.snapshot !== undefined) {
           await this.o.log.saveSnapshot(rd.snapshot.metadata); // the WAL sees it replaces the log
           this.storage.applySnapshot(rd.snapshot);
@@ -320,8 +325,8 @@ export class RaftNode {
         }
         if (rd.softState !== undefined) this.o.sm.softState(rd.softState, this.rn.raft.term);
         if (rd.readStates.length > 0) this.o.sm.readStates(rd.readStates);
-        if (rd.committedEntries.length > 0) {
-          const batch = this.startApply(rd.committedEntries);
+        if (rd.committedEntries.length > early) {
+          const batch = this.startApply(early === 0 ? rd.committedEntries : rd.committedEntries.slice(early));
           if (rd.committedEntries.some((e) => e.type === "confChange")) {
             // Raft must see conf changes in order with the state machine: wait for them.
             const refused = await batch;
@@ -347,6 +352,31 @@ export class RaftNode {
     }
     // Work that arrived while the last Ready was being handled.
     if (!this.stopped && (this.rn.hasReady() || this.proposals.length > 0)) this.kick();
+  }
+
+  /**
+   * How many of rd's committed entries (a prefix) can be applied before rd is
+   * persisted (step 5 moved ahead of step 2, as etcd's apply runs beside its WAL
+   * write): those this member already holds durably, that is, in Storage, which gets
+   * entries only after they are persisted, and not among rd.entries. A follower's
+   * Ready under load carries new entries to write and the commit of earlier ones;
+   * without this, applying (and answering, and sending watch events for) the earlier
+   * ones waited for the fsync of the new ones. Entries among rd.entries are applied
+   * only after the persist, so the backend's applied index never passes what the
+   * WAL holds (a restart replays the WAL up to it). Not with a snapshot, a change of
+   * role or a conf change in the Ready: those keep the order below.
+   */
+  private durableCommitted(rd: Ready): number {
+    const ents = rd.committedEntries;
+    if (ents.length === 0 || rd.snapshot !== undefined || rd.softState !== undefined) return 0;
+    const firstNew = rd.entries.length > 0 ? rd.entries[0]!.index : undefined;
+    const durable = this.storage.lastIndex();
+    let n = 0;
+    for (const e of ents) {
+      if (e.type === "confChange" || e.index > durable || (firstNew !== undefined && e.index >= firstNew)) break;
+      n++;
+    }
+    return n;
   }
 
   /**
