@@ -162,7 +162,7 @@ export async function runScenario(t: TestContext, status: TargetStatus, sc: Scen
 function keepHistory(cluster: Cluster, recorder: Recorder): string {
   if (process.env["FAULT_KEEP"] !== "1") return "; FAULT_KEEP=1 keeps data, logs and the history";
   const file = join(cluster.root, "history.json");
-  writeFileSync(file, JSON.stringify(recorder.history, null, 1));
+  writeFileSync(file, JSON.stringify(recorder.history, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v), 1));
   return `; history in ${file}, data and logs beside it`;
 }
 

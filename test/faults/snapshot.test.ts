@@ -99,8 +99,21 @@ export const snapshotScenarios: Scenario[] = [
       const start = (await revNow()) + 1n;
       const watch = watchAll(cluster.members[f]!.grpcTarget, start);
       await until("the watch on the follower to be created", () => watch.created || watch.problem !== undefined);
+      const leaderLogAt = cluster.members[l]!.log().length;
       cluster.net.isolate(f);
       note(`isolated follower ${cluster.members[f]!.name} (it keeps running; its clients keep asking it)`);
+      // Until the leader finds the link down, it keeps pipelining appends to the
+      // follower, and those already on their way (in its send queue, in the
+      // socket) arrive after the heal: if they reach past the entries the leader
+      // compacts, the follower rightly catches up from the log, not a snapshot.
+      // The filler goes in after the leader has given up on the link, so what is
+      // still on its way ends before the compacted entries.
+      const linkLost = cluster.target.linkLostEvidence;
+      const tCut = performance.now();
+      await until(`the leader ${cluster.members[l]!.name} to log ${linkLost} (its link to the follower down)`, () =>
+        linkLost.test(cluster.members[l]!.log().slice(leaderLogAt)),
+      );
+      note(`the leader ${cluster.members[l]!.name} logged ${linkLost} ${Math.round(performance.now() - tCut)} ms after the cut`);
       const t0 = performance.now();
       const wrote = await fill(cluster, l, CATCH_UP_ENTRIES + 3 * SNAPSHOT_COUNT);
       note(`wrote ${wrote} filler entries in ${Math.round(performance.now() - t0)} ms; leader index ${(await cluster.status(l))?.raftIndex}`);

@@ -20,6 +20,11 @@ export interface FaultTarget {
   readonly argv: readonly string[];
   /** A log line proving a member caught up through a snapshot from the leader. */
   readonly snapshotEvidence: RegExp;
+  /**
+   * A leader's log line saying its link to a cut-off peer is down, from which
+   * point it drops or holds back appends to that peer rather than pipelining them.
+   */
+  readonly linkLostEvidence: RegExp;
 }
 
 export type TargetStatus = { readonly name: TargetName; readonly ok: true; readonly target: FaultTarget } | { readonly name: TargetName; readonly ok: false; readonly reason: string };
@@ -29,17 +34,17 @@ function resolve(name: TargetName): TargetStatus {
     case "etcd": {
       const b = etcdBinaries(); // installs as root; throws under CI when impossible
       if (!b.ok) return { name, ok: false, reason: b.reason };
-      return { name, ok: true, target: { name, argv: [b.value.etcd], snapshotEvidence: /applied incoming snapshot|applied snapshot/ } };
+      return { name, ok: true, target: { name, argv: [b.value.etcd], snapshotEvidence: /applied incoming snapshot|applied snapshot/, linkLostEvidence: /became inactive/ } };
     }
     case "etcd3.6": {
       const bin = process.env["ETCD36_BIN"] || join(repoRoot, ".tools", "bin", "etcd");
       if (!existsSync(bin)) return { name, ok: false, reason: `${bin} does not exist (build it with \`npm run tools\`)` };
-      return { name, ok: true, target: { name, argv: [bin], snapshotEvidence: /applied incoming snapshot|applied snapshot/ } };
+      return { name, ok: true, target: { name, argv: [bin], snapshotEvidence: /applied incoming snapshot|applied snapshot/, linkLostEvidence: /became inactive/ } };
     }
     case "ours": {
       const main = oursMain();
       if (!existsSync(main)) return { name, ok: false, reason: `${main} does not exist (run the build)` };
-      return { name, ok: true, target: { name, argv: [process.execPath, main], snapshotEvidence: /snapshot/i } };
+      return { name, ok: true, target: { name, argv: [process.execPath, main], snapshotEvidence: /snapshot/i, linkLostEvidence: /lost outbound stream/ } };
     }
   }
 }
