@@ -1,38 +1,54 @@
 // Free TCP ports for servers under test.
 //
-// A port is found by binding a throwaway net.Server to port 0 on 127.0.0.1
-// and releasing it. Between the release and the server's own bind another
-// process could take the port; startMember() detects that ("address already
-// in use" before readiness) and retries with new ports. Within one process we
-// never hand out the same port twice.
+// Ports come from below the kernel's ephemeral range (net.ipv4.ip_local_port_range,
+// 32768-60999 by default), chosen at random and checked by binding a throwaway
+// server to the port on 127.0.0.1 and releasing it. A port the kernel hands out
+// with bind(0) is an ephemeral one, which any outgoing connection of any process
+// (a client of another test, etcdctl) may take as its local port between our
+// release and the server's own bind: a member restarted on its old port then
+// died with "address already in use". Below the ephemeral range only another
+// server's bind can take a port, and concurrent test files each pick at random
+// among 22,000. startMember() still retries with new ports on "address already
+// in use" before readiness. Within one process we never hand out a port twice.
 
+import { readFileSync } from "node:fs";
 import net from "node:net";
 
 const handedOut = new Set<number>();
 
-function probe(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/** The lowest port and one past the highest this module hands out: from 10000 up to the ephemeral range. */
+function range(): [number, number] {
+  let ephemeralStart = 32768;
+  try {
+    const first = Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]);
+    if (Number.isInteger(first) && first > 11000) ephemeralStart = first;
+  } catch {
+    // not Linux: keep the default
+  }
+  return [10000, ephemeralStart];
+}
+
+function bindable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const srv = net.createServer();
     srv.unref();
-    srv.on("error", reject);
-    srv.listen({ host: "127.0.0.1", port: 0, exclusive: true }, () => {
-      const addr = srv.address();
-      const port = typeof addr === "object" && addr !== null ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
+    srv.on("error", () => resolve(false));
+    srv.listen({ host: "127.0.0.1", port, exclusive: true }, () => srv.close(() => resolve(true)));
   });
 }
 
-/** One free port on 127.0.0.1 not handed out before by this process. */
+/** One free port on 127.0.0.1, below the ephemeral range, not handed out before by this process. */
 export async function freePort(): Promise<number> {
-  for (let i = 0; i < 100; i++) {
-    const p = await probe();
-    if (p > 0 && !handedOut.has(p)) {
+  const [lo, hi] = range();
+  for (let i = 0; i < 200; i++) {
+    const p = lo + Math.floor(Math.random() * (hi - lo));
+    if (handedOut.has(p)) continue;
+    if (await bindable(p)) {
       handedOut.add(p);
       return p;
     }
   }
-  throw new Error("freePort: could not find a free port after 100 tries");
+  throw new Error(`freePort: no free port in ${lo}-${hi - 1} after 200 tries`);
 }
 
 /** n distinct free ports. */
