@@ -64,7 +64,9 @@ func must(err error, what string) {
 	}
 }
 
-func ctx() (context.Context, context.CancelFunc) { return context.WithTimeout(context.Background(), step) }
+func ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), step)
+}
 
 func kvs(list []*mvccpb.KeyValue) string {
 	parts := make([]string, 0, len(list))
