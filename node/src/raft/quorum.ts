@@ -9,10 +9,18 @@ export type VoteResult = "pending" | "won" | "lost";
  * voter's acknowledged index (missing = 0). For an empty voter set this is 0:
  * nothing can be committed without voters.
  */
-export function majorityCommitted(voters: readonly bigint[], acked: (id: bigint) => bigint | undefined): bigint {
-  const n = voters.length;
+export function majorityCommitted(voters: Iterable<bigint>, acked: (id: bigint) => bigint | undefined): bigint {
+  // One array, sorted as it fills (see sortAscending); the voters' order does not matter.
+  const idxs: bigint[] = [];
+  for (const id of voters) {
+    const x = acked(id) ?? 0n;
+    let i = idxs.length;
+    idxs.push(x);
+    for (; i > 0 && idxs[i - 1]! > x; i--) idxs[i] = idxs[i - 1]!;
+    idxs[i] = x;
+  }
+  const n = idxs.length;
   if (n === 0) return 0n;
-  const idxs = sortAscending(voters.map((id) => acked(id) ?? 0n));
   // With n voters a quorum is q = floor(n/2)+1; the q-th largest index is on a quorum.
   const q = Math.floor(n / 2) + 1;
   return idxs[n - q]!;

@@ -202,7 +202,7 @@ export class Raft {
       // they are valid at any term and are treated as local on arrival.
       if (t !== "MsgProp" && t !== "MsgReadIndex") term = this.term;
     }
-    const m = msg({ ...init, from: init.from ?? this.id, term });
+    const m = msg(init, init.from ?? this.id, term); // no spread: one object per message
     if (needsPersistence(m)) {
       this.msgsAfterAppend.push(m);
     } else {

@@ -133,13 +133,13 @@ export interface Message {
 
 export type MessageInit = Partial<Message> & { type: MessageType };
 
-/** Fills the zero values of a message. */
-export function msg(m: MessageInit): Message {
+/** Fills the zero values of a message; `from` and `term`, when given, replace m's. */
+export function msg(m: MessageInit, from?: bigint, term?: bigint): Message {
   const out: Message = {
     type: m.type,
     to: m.to ?? NONE,
-    from: m.from ?? NONE,
-    term: m.term ?? 0n,
+    from: from ?? m.from ?? NONE,
+    term: term ?? m.term ?? 0n,
     logTerm: m.logTerm ?? 0n,
     index: m.index ?? 0n,
     entries: m.entries ?? [],

@@ -56,8 +56,10 @@ export class ProgressTracker {
 
   /** The largest index replicated on a quorum of voters (learners never count). */
   committed(): bigint {
-    return majorityCommitted(this.voterIds(), (id) => this.progress.get(id)?.match);
+    return majorityCommitted(this.voters, this.matchOf);
   }
+
+  private readonly matchOf = (id: bigint): bigint | undefined => this.progress.get(id)?.match;
 
   /** Whether a quorum of voters has been active since the last check (learners never count). */
   quorumActive(): boolean {
