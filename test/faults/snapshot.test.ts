@@ -99,6 +99,8 @@ export const snapshotScenarios: Scenario[] = [
       const start = (await revNow()) + 1n;
       const watch = watchAll(cluster.members[f]!.grpcTarget, start);
       await until("the watch on the follower to be created", () => watch.created || watch.problem !== undefined);
+      const fid = (await cluster.status(f))?.id;
+      if (fid === undefined || fid === 0n) throw new Error(`no status (member ID) from ${cluster.members[f]!.name}`);
       const leaderLogAt = cluster.members[l]!.log().length;
       cluster.net.isolate(f);
       note(`isolated follower ${cluster.members[f]!.name} (it keeps running; its clients keep asking it)`);
@@ -108,7 +110,7 @@ export const snapshotScenarios: Scenario[] = [
       // compacts, the follower rightly catches up from the log, not a snapshot.
       // The filler goes in after the leader has given up on the link, so what is
       // still on its way ends before the compacted entries.
-      const linkLost = cluster.target.linkLostEvidence;
+      const linkLost = cluster.target.linkLostEvidence(fid.toString(16));
       const tCut = performance.now();
       await until(`the leader ${cluster.members[l]!.name} to log ${linkLost} (its link to the follower down)`, () =>
         linkLost.test(cluster.members[l]!.log().slice(leaderLogAt)),

@@ -21,30 +21,38 @@ export interface FaultTarget {
   /** A log line proving a member caught up through a snapshot from the leader. */
   readonly snapshotEvidence: RegExp;
   /**
-   * A leader's log line saying its link to a cut-off peer is down, from which
-   * point it drops or holds back appends to that peer rather than pipelining them.
+   * A leader's log line saying its link to the peer `peerHex` (member ID in hex)
+   * is down, and raft told so: from then on the leader probes that peer rather
+   * than pipelining appends to it.
    */
-  readonly linkLostEvidence: RegExp;
+  readonly linkLostEvidence: (peerHex: string) => RegExp;
 }
 
 export type TargetStatus = { readonly name: TargetName; readonly ok: true; readonly target: FaultTarget } | { readonly name: TargetName; readonly ok: false; readonly reason: string };
+
+// etcd with zap (JSON): {...,"msg":"peer became inactive (message send to peer failed)","peer-id":"<hex>",...};
+// with capnslog: "rafthttp: peer <hex> became inactive (message send to peer failed)".
+const etcdLinkLost = (peerHex: string) => new RegExp(`"msg":"peer became inactive[^"]*","peer-id":"${peerHex}"|peer ${peerHex} became inactive`);
+// ours (pino): {"peer":"<hex>","reason":"...","msg":"lost outbound stream"}; a stream replaced by a
+// newer one from the same peer is not a lost link (raft is not told).
+const oursLinkLost = (peerHex: string) => new RegExp(`"peer":"${peerHex}","reason":"(?!replaced)[^"]*","queued":\\d+,"msg":"lost outbound stream"`);
 
 function resolve(name: TargetName): TargetStatus {
   switch (name) {
     case "etcd": {
       const b = etcdBinaries(); // installs as root; throws under CI when impossible
       if (!b.ok) return { name, ok: false, reason: b.reason };
-      return { name, ok: true, target: { name, argv: [b.value.etcd], snapshotEvidence: /applied incoming snapshot|applied snapshot/, linkLostEvidence: /became inactive/ } };
+      return { name, ok: true, target: { name, argv: [b.value.etcd], snapshotEvidence: /applied incoming snapshot|applied snapshot/, linkLostEvidence: etcdLinkLost } };
     }
     case "etcd3.6": {
       const bin = process.env["ETCD36_BIN"] || join(repoRoot, ".tools", "bin", "etcd");
       if (!existsSync(bin)) return { name, ok: false, reason: `${bin} does not exist (build it with \`npm run tools\`)` };
-      return { name, ok: true, target: { name, argv: [bin], snapshotEvidence: /applied incoming snapshot|applied snapshot/, linkLostEvidence: /became inactive/ } };
+      return { name, ok: true, target: { name, argv: [bin], snapshotEvidence: /applied incoming snapshot|applied snapshot/, linkLostEvidence: etcdLinkLost } };
     }
     case "ours": {
       const main = oursMain();
       if (!existsSync(main)) return { name, ok: false, reason: `${main} does not exist (run the build)` };
-      return { name, ok: true, target: { name, argv: [process.execPath, main], snapshotEvidence: /snapshot/i, linkLostEvidence: /lost outbound stream/ } };
+      return { name, ok: true, target: { name, argv: [process.execPath, main], snapshotEvidence: /snapshot/i, linkLostEvidence: oursLinkLost } };
     }
   }
 }

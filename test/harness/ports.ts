@@ -1,12 +1,12 @@
 // Free TCP ports for servers under test.
 //
-// Ports come from below the kernel's ephemeral range (net.ipv4.ip_local_port_range,
-// 32768-60999 by default), chosen at random and checked by binding a throwaway
+// Ports come from outside the kernel's ephemeral range (net.ipv4.ip_local_port_range,
+// 32768-60999 by default; portRange), chosen at random and checked by binding a throwaway
 // server to the port on 127.0.0.1 and releasing it. A port the kernel hands out
 // with bind(0) is an ephemeral one, which any outgoing connection of any process
 // (a client of another test, etcdctl) may take as its local port between our
 // release and the server's own bind: a member restarted on its old port then
-// died with "address already in use". Below the ephemeral range only another
+// died with "address already in use". Outside the ephemeral range only another
 // server's bind can take a port, and concurrent test files each pick at random
 // among 22,000. startMember() still retries with new ports on "address already
 // in use" before readiness. Within one process we never hand out a port twice.
@@ -16,16 +16,23 @@ import net from "node:net";
 
 const handedOut = new Set<number>();
 
-/** The lowest port and one past the highest this module hands out: from 10000 up to the ephemeral range. */
-function range(): [number, number] {
-  let ephemeralStart = 32768;
+/**
+ * The ports this module hands out, [lo, hi): those below the kernel's ephemeral
+ * range (from 10000), or above it when it starts too low to leave room below.
+ * Without /proc (not Linux), 10000-32767, below Linux's and the IANA's defaults.
+ */
+export function portRange(): [number, number] {
+  let first = 32768;
+  let last = 60999;
   try {
-    const first = Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]);
-    if (Number.isInteger(first) && first > 11000) ephemeralStart = first;
+    const [a, b] = readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/).map(Number);
+    if (Number.isInteger(a) && Number.isInteger(b)) [first, last] = [a!, b!];
   } catch {
-    // not Linux: keep the default
+    // not Linux: keep the defaults
   }
-  return [10000, ephemeralStart];
+  if (first - 10000 >= 1000) return [10000, first];
+  if (65536 - (last + 1) >= 1000) return [last + 1, 65536];
+  throw new Error(`freePort: the ephemeral port range ${first}-${last} leaves no room for test servers; narrow net.ipv4.ip_local_port_range`);
 }
 
 function bindable(port: number): Promise<boolean> {
@@ -37,9 +44,9 @@ function bindable(port: number): Promise<boolean> {
   });
 }
 
-/** One free port on 127.0.0.1, below the ephemeral range, not handed out before by this process. */
+/** One free port on 127.0.0.1, outside the ephemeral range, not handed out before by this process. */
 export async function freePort(): Promise<number> {
-  const [lo, hi] = range();
+  const [lo, hi] = portRange();
   for (let i = 0; i < 200; i++) {
     const p = lo + Math.floor(Math.random() * (hi - lo));
     if (handedOut.has(p)) continue;
