@@ -302,7 +302,8 @@ export class RaftNode {
   private readonly onLoopError = (err: unknown): void => {
     this.stopped = true;
     this.stopTicker?.();
-    this.o.onFatal(err);
+    // `idle` settles whatever onFatal does: stop() awaits it.
+    queueMicrotask(() => this.o.onFatal(err));
   };
 
   private async loop(): Promise<void> {
