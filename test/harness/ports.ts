@@ -22,6 +22,13 @@ const handedOut = new Set<number>();
  * Without /proc (not Linux), 10000-32767, below Linux's and the IANA's defaults.
  */
 export function portRange(): [number, number] {
+  range ??= readPortRange();
+  return range;
+}
+
+let range: [number, number] | undefined;
+
+function readPortRange(): [number, number] {
   let first = 32768;
   let last = 60999;
   try {

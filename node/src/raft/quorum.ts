@@ -10,15 +10,9 @@ export type VoteResult = "pending" | "won" | "lost";
  * nothing can be committed without voters.
  */
 export function majorityCommitted(voters: Iterable<bigint>, acked: (id: bigint) => bigint | undefined): bigint {
-  // One array, sorted as it fills (see sortAscending); the voters' order does not matter.
+  // One array, sorted as it fills; the voters' order does not matter.
   const idxs: bigint[] = [];
-  for (const id of voters) {
-    const x = acked(id) ?? 0n;
-    let i = idxs.length;
-    idxs.push(x);
-    for (; i > 0 && idxs[i - 1]! > x; i--) idxs[i] = idxs[i - 1]!;
-    idxs[i] = x;
-  }
+  for (const id of voters) insertSorted(idxs, acked(id) ?? 0n);
   const n = idxs.length;
   if (n === 0) return 0n;
   // With n voters a quorum is q = floor(n/2)+1; the q-th largest index is on a quorum.
@@ -34,13 +28,16 @@ export function majorityCommitted(voters: Iterable<bigint>, acked: (id: bigint) 
  */
 export function sortAscending(xs: Iterable<bigint>): bigint[] {
   const out: bigint[] = [];
-  for (const x of xs) {
-    let i = out.length;
-    out.push(x);
-    for (; i > 0 && out[i - 1]! > x; i--) out[i] = out[i - 1]!;
-    out[i] = x;
-  }
+  for (const x of xs) insertSorted(out, x);
   return out;
+}
+
+/** Inserts x into the ascending array `out`, keeping it ascending (one insertion-sort step). */
+function insertSorted(out: bigint[], x: bigint): void {
+  let i = out.length;
+  out.push(x);
+  for (; i > 0 && out[i - 1]! > x; i--) out[i] = out[i - 1]!;
+  out[i] = x;
 }
 
 /**
